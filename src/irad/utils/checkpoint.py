@@ -1,0 +1,90 @@
+"""Checkpoints are a safetensors file plus a small JSON config beside it; nothing is unpickled.
+
+``save_state("runs/x/model", tensors, config)`` writes ``runs/x/model.safetensors`` and
+``runs/x/model.json``. ``load_state`` reads both back and names what is wrong when it cannot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from irad.errors import CheckpointError
+from irad.utils.io import atomic_write_bytes, atomic_write_json
+
+
+def checkpoint_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """``(weights, config)`` paths for a prefix; accepts the prefix or either file's path."""
+    p = Path(prefix)
+    if p.suffix in (".safetensors", ".json"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
+
+
+def save_state(
+    prefix: str | os.PathLike[str], tensors: dict[str, torch.Tensor], config: dict[str, Any]
+) -> Path:
+    """Atomically write ``tensors`` (safetensors) and ``config`` (JSON); returns the weights path."""
+    weights, cfg = checkpoint_paths(prefix)
+    # safetensors refuses shared or non-contiguous storage; copy to be safe.
+    flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    atomic_write_bytes(weights, save(flat))
+    atomic_write_json(cfg, config)
+    return weights
+
+
+def load_state(prefix: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_state`."""
+    weights, cfg = checkpoint_paths(prefix)
+    if not weights.is_file():
+        raise CheckpointError(f"checkpoint weights not found: {weights}")
+    if not cfg.is_file():
+        raise CheckpointError(
+            f"checkpoint config not found: {cfg} (every irad checkpoint is a .safetensors file "
+            "with a .json config of the same name beside it)"
+        )
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {err}") from err
+    try:
+        config = json.loads(cfg.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{cfg} is not valid JSON: {err}") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg} must hold a JSON object, got {type(config).__name__}")
+    return tensors, config
+
+
+def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists missing and unexpected keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    shape_mismatch = [
+        f"{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in tensors and tensors[k].shape != own[k].shape
+    ]
+    if missing or unexpected or shape_mismatch:
+        def head(items: list[str]) -> str:
+            return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {head(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {head(unexpected)}")
+        if shape_mismatch:
+            parts.append(f"shape mismatches: {head(shape_mismatch)}")
+        raise CheckpointError(
+            f"checkpoint {source} does not fit {type(module).__name__}: " + "; ".join(parts)
+            + " (was it saved for another architecture or preset?)"
+        )
+    module.load_state_dict(tensors, strict=True)
