@@ -16,6 +16,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Image-resampling defenses against adversarial examples, and honest evaluation of them."""
+
+
 # Each module adds its commands to `app`; importing them here keeps the command list in one place.
 from irad.cli import (  # noqa: E402
     classify,

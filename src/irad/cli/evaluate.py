@@ -1,9 +1,223 @@
-"""`irad` commands of the evaluate group (not yet implemented)."""
+"""``irad evaluate``: SA / RA / Avg / cost of defenses under attacks, in the paper's layout."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from irad.errors import ConfigError
+
+EPILOG = """\
+Examples:
+
+\b
+  # the CPU protocol: ResNet-56, first 1000 CIFAR-10 test images, oblivious AutoAttack + PGD-20
+  export IRAD_DATA=../shared/data/cifar10
+  irad evaluate -m resnet56 -w resnet56-4bfd9763.th \\
+      --defense none --defense jpeg:quality=75 \\
+      --attack autoattack --attack pgd:steps=20 --threat oblivious --out results/oblivious
+\b
+  # the paper's BPDA setting (bpda-pgd = PGD, 10 steps of 1/255, no random start), 200 images
+  irad evaluate -w resnet56-4bfd9763.th --defense bit-depth:bits=4 \\
+      --attack bpda-pgd --attack bpda-pgd-strong --threat bpda --n 200 --out results/bpda
+\b
+  # full adaptive AutoAttack with EOT on a random defense, with the sanity checks
+  irad evaluate -w resnet56-4bfd9763.th --defense randomization \\
+      --attack autoattack --threat adaptive --n 200 --sanity --out results/adaptive
+\b
+Specs are name:key=value,key=value; eps and step sizes are in /255 (eps=4 means 4/255).
+Adversarial images are cached (--cache-dir), and every finished (defense, attack, batch) is
+saved under --out/partials: rerun the same command to resume after a crash.
+"""
+
+#: Settings each protocol fixes unless a flag overrides them (see PROTOCOL.md).
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "cpu": {"n": 1000, "batch_size": 100, "cost_batch_size": 100, "threads": 2},
+    "paper": {"n": None, "batch_size": 100, "cost_batch_size": 100, "threads": None},
+    "custom": {"n": None, "batch_size": 100, "cost_batch_size": 100, "threads": None},
+}
+
+
+def evaluate(
+    weights: Annotated[
+        str,
+        typer.Option(
+            "--weights",
+            "-w",
+            help="Classifier checkpoint: an irad .safetensors/.json prefix or an akamaster .th.",
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Run folder: result.json, result.csv, table.md, partials/."
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Classifier architecture (resnet56, ...). Default: from the checkpoint.",
+        ),
+    ] = None,
+    defense: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--defense",
+            help="Defense spec, repeatable: none, jpeg:quality=75, bit-depth:bits=4, ... "
+            "[default: none]",
+        ),
+    ] = None,
+    attack: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--attack",
+            "-a",
+            help="Attack spec, repeatable: autoattack, pgd:steps=20,alpha=2, square, bpda-pgd "
+            "(the paper's BPDA attack), ... [default: autoattack]",
+        ),
+    ] = None,
+    threat: Annotated[
+        str, typer.Option(help="oblivious | bpda | bpda-eot | adaptive.")
+    ] = "oblivious",
+    eps: Annotated[
+        float, typer.Option(help="Default L∞ budget in /255 for attacks that give no eps=.")
+    ] = 8.0,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="cpu (n 1000, batch 100, 2 threads) | paper (all images) | custom. "
+            "Explicit flags override it."
+        ),
+    ] = "cpu",
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="cifar10, cifar100, an .npz, a folder.")
+    ] = "cifar10",
+    split: Annotated[str, typer.Option(help="Split of a named data set.")] = "test",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where named data sets live (default: $IRAD_DATA).")
+    ] = None,
+    n: Annotated[
+        int | None, typer.Option("--n", min=1, help="Evaluate the first N images.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Base seed of attacks and random defenses.")] = 0,
+    batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Images per attack batch (part of the cache key).")
+    ] = None,
+    eot_samples: Annotated[
+        int, typer.Option(min=1, help="EOT draws per gradient for random defenses.")
+    ] = 10,
+    draws: Annotated[
+        int, typer.Option(min=1, help="Scoring passes per image for random defenses (averaged).")
+    ] = 1,
+    cost_batch_size: Annotated[
+        int | None, typer.Option(min=1, help="Batch size of the cost timing.")
+    ] = None,
+    cost_repeats: Annotated[
+        int, typer.Option(min=0, help="Timed batches for the cost (0: skip timing).")
+    ] = 5,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Adversarial-image cache (default: $IRAD_CACHE or ~/.cache/irad)."),
+    ] = None,
+    cache: Annotated[bool, typer.Option(help="Use the adversarial-image cache.")] = True,
+    sanity: Annotated[
+        bool,
+        typer.Option(
+            help="Run the sanity checks: PGD over eps {4,8,16} x steps {10,20}, eps 64, Square."
+        ),
+    ] = False,
+    sanity_n: Annotated[
+        int, typer.Option(min=1, help="Images used by the sanity-check attacks.")
+    ] = 200,
+    strict: Annotated[
+        bool, typer.Option(help="Exit with code 3 when any check prints a warning.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Evaluate defenses in front of a classifier: SA, RA, Avg = (SA+RA)/2 per attack, the
+    per-image worst case over the attacks, and the cost in ms per image.
+
+    Writes result.json (every figure, counts, config, versions), result.csv and table.md, and
+    prints the table. Failed sanity checks print WARNING lines and appear in the files.
+    """
+    from irad.data import load_dataset
+    from irad.defenses import build_defense
+    from irad.evaluate import AttackSpec, EvaluationConfig, SanityConfig, evaluate_defenses
+    from irad.evaluate.specs import format_spec, parse_spec
+    from irad.models import load_classifier
+
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    preset = PROTOCOLS[protocol]
+    config = EvaluationConfig(
+        threat=threat,
+        n=n if n is not None else preset["n"],
+        seed=seed,
+        batch_size=batch_size or preset["batch_size"],
+        eot_samples=eot_samples,
+        draws=draws,
+        cost_batch_size=cost_batch_size or preset["cost_batch_size"],
+        cost_repeats=cost_repeats,
+        device=device,
+        threads=threads if threads is not None else preset["threads"],
+        protocol=protocol,
+        sanity=sanity,
+        sanity_config=SanityConfig(n=sanity_n),
+    )
+    specs = [AttackSpec.parse(a, default_eps=eps) for a in (attack or ["autoattack"])]
+    defenses = {}
+    for text in defense or ["none"]:
+        name, params = parse_spec(text)
+        label = format_spec(name, params)
+        if label in defenses:
+            raise ConfigError(f"defense {label!r} is given twice")
+        defenses[label] = build_defense(name, **params)
+
+    data = load_dataset(dataset, split, data_dir)
+    if config.n is not None and config.n > len(data):
+        raise ConfigError(f"--n {config.n} exceeds the {len(data)} images of {dataset}/{split}")
+    classifier = load_classifier(weights, arch=model)
+    typer.echo(
+        f"evaluating {len(defenses)} defense(s) x {len(specs)} attack(s), threat {config.threat}, "
+        f"{config.n or len(data)} images of {dataset}/{split}, protocol {protocol}, seed {seed}",
+        err=True,
+    )
+    result = evaluate_defenses(
+        defenses,
+        classifier,
+        data,
+        specs,
+        config=config,
+        out_dir=out,
+        cache_dir=cache_dir,
+        use_cache=cache,
+        progress=progress,
+        metadata={
+            "command": "evaluate",
+            "weights": str(weights),
+            "model": model,
+            "dataset": dataset,
+            "split": split,
+        },
+    )
+    typer.echo(result.to_markdown())
+    typer.echo(
+        f"wrote {out / 'result.json'}, {out / 'result.csv'}, {out / 'table.md'} "
+        f"({result.timing.get('total_s', 0):.1f} s; {result.timing.get('attack_batches', 0)} "
+        f"batches attacked, {result.timing.get('cached_batches', 0)} from the cache)",
+        err=True,
+    )
+    if strict and result.warnings:
+        typer.secho(f"{len(result.warnings)} warning(s); failing (--strict)", err=True, fg="red")
+        raise typer.Exit(3)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add ``irad evaluate`` to ``app``."""
+    app.command("evaluate", epilog=EPILOG)(evaluate)

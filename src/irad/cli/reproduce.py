@@ -1,9 +1,76 @@
-"""`irad` commands of the reproduce group (not yet implemented)."""
+"""``irad reproduce``: one command per table of the paper, our figures beside the paper's."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+EPILOG = """
+Examples:
+
+  # Table 1 + Table 2's baseline rows (CPU protocol: ResNet-56, first 1000 test images)
+  export IRAD_DATA=../shared/data/cifar10
+  irad reproduce table1 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table1
+
+  irad reproduce --list
+"""
+
+
+def reproduce(
+    table: Annotated[str | None, typer.Argument(help="Table name, e.g. table1.")] = None,
+    weights: Annotated[
+        str | None, typer.Option("--weights", "-w", help="Victim classifier checkpoint.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Victim architecture.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
+    n: Annotated[int, typer.Option(min=1, help="Evaluate the first N test images.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Base seed of attacks and random defenses.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(help="Data folder (default $IRAD_DATA).")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    cache_dir: Annotated[Path | None, typer.Option(help="Adversarial-image cache.")] = None,
+    list_tables: Annotated[bool, typer.Option("--list", help="List the tables.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Reproduce one of the paper's tables in our protocol, with the paper's figures beside ours.
+
+    Writes OUT/comparison.md (the table) plus result.json / result.csv / table.md, resumable.
+    """
+    from irad.data import load_dataset
+    from irad.errors import ConfigError
+    from irad.evaluate.reproduce import get_table, run_table, table_names
+    from irad.evaluate.specs import EvaluationConfig
+    from irad.models import load_classifier
+
+    if list_tables or table is None:
+        for name in table_names():
+            typer.echo(f"{name}: {get_table(name).title}")
+        return
+    spec = get_table(table)
+    if weights is None:
+        raise ConfigError("--weights is required: the victim classifier checkpoint")
+    out = out or Path("results") / table
+    config = EvaluationConfig.cpu_protocol(
+        n=n, seed=seed, threads=threads, device=device, protocol="cpu" if n == 1000 else "custom"
+    )
+    classifier = load_classifier(weights, arch=model)
+    data = load_dataset("cifar10", "test", data_dir)
+    typer.echo(f"{spec.title}: {len(spec.rows)} rows, {n} images, threat {spec.threat}", err=True)
+    _, text = run_table(
+        table,
+        classifier,
+        data,
+        config=config,
+        out_dir=out,
+        cache_dir=cache_dir,
+        progress=progress,
+        metadata={"command": "reproduce", "weights": str(weights), "model": model},
+    )
+    typer.echo(text)
+    typer.echo(f"wrote {out / 'comparison.md'}", err=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    app.command("reproduce", epilog=EPILOG)(reproduce)

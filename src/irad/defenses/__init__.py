@@ -1,14 +1,59 @@
-"""Input-transformation defenses, each a :class:`Defense` module built by name."""
+"""Input-transformation defenses, each a :class:`Defense` module built by name.
 
-from irad.defenses.base import Defense, DefendedClassifier, Identity
+    >>> from irad.defenses import build_defense
+    >>> jpeg = build_defense("jpeg", quality=75)
+    >>> sorted(DEFENSES.names())[:3]
+    ['bit-depth', 'bit-depth-reduction', 'bit-reduction']
+
+Every defense maps images in [0, 1] (B, 3, H, W) to images in [0, 1] of the same shape, and
+declares whether it is random (``stochastic``) and differentiable (``differentiable``).
+"""
+
+from irad.defenses.base import DefendedClassifier, Defense, Identity
+from irad.defenses.bit_depth import BitDepthReduction
+from irad.defenses.implicit import IRAD, ImplicitReconstruction, build_irad, build_recons
+from irad.defenses.jpeg import JPEG, DifferentiableJPEG
+from irad.defenses.median import MedianFilter
+from irad.defenses.randomization import Randomization
+from irad.defenses.resampling import ImageResampling, ir_bil_si, ir_bil_sv, ir_nea_si, ir_nea_sv
 from irad.registry import Registry
 
 DEFENSES: Registry[Defense] = Registry("defense")
 DEFENSES.register("none", "identity")(Identity)
-
-__all__ = ["DEFENSES", "DefendedClassifier", "Defense", "Identity", "build_defense"]
+# Image resampling (Sec. 3, Table 1).
+DEFENSES.register("ir", "image-resampling")(ImageResampling)
+DEFENSES.register("ir-bil-si")(ir_bil_si)
+DEFENSES.register("ir-bil-sv")(ir_bil_sv)
+DEFENSES.register("ir-nea-si")(ir_nea_si)
+DEFENSES.register("ir-nea-sv")(ir_nea_sv)
+# Classic input transformations (Table 2).
+DEFENSES.register("bit-depth", "bit-reduction", "bit-depth-reduction")(BitDepthReduction)
+DEFENSES.register("jpeg", "jpeg-compression")(JPEG)
+DEFENSES.register("jpeg-diff", "jpeg-differentiable")(DifferentiableJPEG)
+DEFENSES.register("randomization", "random-resize-pad")(Randomization)
+DEFENSES.register("median", "median-filter")(MedianFilter)
+# Implicit representation (Sec. 4): DISCO-style reconstruction and the full IRAD.
+DEFENSES.register("recons", "disco", "implicit-reconstruction")(build_recons)
+DEFENSES.register("irad")(build_irad)
 
 
 def build_defense(name: str, **kwargs: object) -> Defense:
     """Build a registered defense by name, e.g. ``build_defense("jpeg", quality=75)``."""
     return DEFENSES.build(name, **kwargs)
+
+
+__all__ = [
+    "DEFENSES",
+    "IRAD",
+    "JPEG",
+    "BitDepthReduction",
+    "DefendedClassifier",
+    "Defense",
+    "DifferentiableJPEG",
+    "Identity",
+    "ImageResampling",
+    "ImplicitReconstruction",
+    "MedianFilter",
+    "Randomization",
+    "build_defense",
+]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from irad.checks import check_images
@@ -84,5 +83,3 @@ class DefendedClassifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(self.defense(x))
-
-

@@ -30,7 +30,7 @@ def checkpoint_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
 def save_state(
     prefix: str | os.PathLike[str], tensors: dict[str, torch.Tensor], config: dict[str, Any]
 ) -> Path:
-    """Atomically write ``tensors`` (safetensors) and ``config`` (JSON); returns the weights path."""
+    """Atomically write ``tensors`` (safetensors) and ``config`` (JSON); return the weights path."""
     weights, cfg = checkpoint_paths(prefix)
     # safetensors refuses shared or non-contiguous storage; copy to be safe.
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
@@ -73,6 +73,7 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
         if k in tensors and tensors[k].shape != own[k].shape
     ]
     if missing or unexpected or shape_mismatch:
+
         def head(items: list[str]) -> str:
             return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
 
@@ -84,7 +85,8 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
         if shape_mismatch:
             parts.append(f"shape mismatches: {head(shape_mismatch)}")
         raise CheckpointError(
-            f"checkpoint {source} does not fit {type(module).__name__}: " + "; ".join(parts)
+            f"checkpoint {source} does not fit {type(module).__name__}: "
+            + "; ".join(parts)
             + " (was it saved for another architecture or preset?)"
         )
     module.load_state_dict(tensors, strict=True)

@@ -1,0 +1,242 @@
+"""A folder of images, one sub-folder per class (the ImageNet-validation layout), loaded lazily."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from irad.data.datasets import ImageDataset, select_indices
+from irad.errors import DataError, InputError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def resize_center_crop(image: Image.Image, size: int, resize: int | None = None) -> Image.Image:
+    """Resize the shorter side to ``resize`` (default ``size``), then center-crop ``size x size``.
+
+    Bilinear resampling with PIL's built-in antialiasing, the usual ImageNet evaluation
+    preprocessing (e.g. ``resize=256, size=224``).
+    """
+    resize = size if resize is None else resize
+    w, h = image.size
+    scale = resize / min(w, h)
+    new_w, new_h = max(resize, round(w * scale)), max(resize, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        image = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    left = round((new_w - size) / 2)
+    top = round((new_h - size) / 2)
+    return image.crop((left, top, left + size, top + size))
+
+
+def stack_images(images: Sequence[Tensor], paths: Sequence[object] = ()) -> Tensor:
+    """Stack ``[3, H, W]`` images into a batch, with a clear error when their sizes differ."""
+    sizes = {tuple(im.shape[-2:]) for im in images}
+    if len(sizes) > 1:
+        shown = ", ".join(
+            f"{p}: {tuple(im.shape[-2:])}" for p, im in zip(paths, images, strict=False)
+        )
+        raise InputError(
+            f"cannot batch images of different sizes {sorted(sizes)}"
+            f"{' (' + shown[:300] + ')' if shown else ''}; pass image_size=S to "
+            "ImageFolderDataset (or --image-size S) to resize and center-crop them, "
+            "or use batch_size=1"
+        )
+    return torch.stack(list(images))
+
+
+class ImageFolderDataset:
+    """Images in ``root/<class name>/**/<image>``, loaded lazily with PIL and converted to RGB.
+
+    Classes are the sorted sub-folder names (empty ones included, so labels stay put); label
+    ``k`` is ``classes[k]``. Any image size is
+    accepted; ``image_size=S`` resizes the shorter side to ``resize`` (default ``S``) and
+    center-crops ``S x S`` so the images can be batched.
+
+    Args:
+        root: the folder holding one sub-folder per class.
+        image_size: output size ``S`` (None keeps every image's own size).
+        resize: shorter side before the crop (default ``image_size``), e.g. 256 for 224 crops.
+        classes: the full class list in label order (e.g. all 1000 ImageNet ids) when the folder
+            holds only some of them; default: the sorted sub-folder names.
+        name: short name used in reports (default: the folder name).
+
+    Shape:
+        - ``dataset[i]``: ``((3, H, W) float in [0, 1], int)``.
+        - ``tensors()``: ``((N, 3, S, S) float in [0, 1], (N,) int64)`` (needs equal sizes).
+
+    Example:
+        >>> ds = ImageFolderDataset("imagenet/val", image_size=224, resize=256)  # doctest: +SKIP
+        >>> x, label = ds[0]; tuple(x.shape)  # doctest: +SKIP
+        (3, 224, 224)
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        image_size: int | None = None,
+        *,
+        resize: int | None = None,
+        classes: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        root = Path(root).expanduser()
+        if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+            raise InputError(f"image_size must be a positive integer, got {image_size!r}")
+        if resize is not None:
+            if image_size is None:
+                raise InputError("resize needs image_size (the crop size after resizing)")
+            if not isinstance(resize, int) or resize < image_size:
+                raise InputError(f"resize must be an integer >= image_size, got {resize!r}")
+        self.root = root
+        self.image_size = image_size
+        self.resize = resize
+        self.name = name or root.name
+        self.description = self.name
+        self.classes, self.samples = _scan(root, classes)
+        self.y = torch.tensor([label for _, label in self.samples], dtype=torch.int64)
+        self.source_indices = torch.arange(len(self.samples))
+        self._fingerprint: str | None = None
+
+    # -- sequence protocol -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"index {i} out of range for {self.name} with {len(self)} images")
+        return self.load_uint8(i).permute(2, 0, 1).float().div_(255), int(self.y[i])
+
+    def __repr__(self) -> str:
+        size = f"{self.image_size}x{self.image_size}" if self.image_size else "any size"
+        return (
+            f"ImageFolderDataset({self.description!r}, {len(self)} images {size}, "
+            f"{self.num_classes} classes)"
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    # -- loading --------------------------------------------------------------------------------
+    def load_uint8(self, i: int) -> Tensor:
+        """Image ``i`` as uint8 ``[H, W, 3]`` after the optional resize and crop."""
+        path = self.samples[i][0]
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if self.image_size is not None:
+                    image = resize_center_crop(image, self.image_size, self.resize)
+                array = np.array(image, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as err:
+            raise DataError(
+                f"{path}: cannot read this image ({err}); remove or replace the file"
+            ) from err
+        return torch.from_numpy(array)
+
+    def take(self, rows: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """Images ``rows`` as a batch ``(x float [B, 3, H, W] in [0, 1], y int64 [B])``."""
+        rows = torch.as_tensor(rows, dtype=torch.int64).reshape(-1).tolist()
+        images = [self.load_uint8(i).permute(2, 0, 1) for i in rows]
+        x = stack_images(images, [self.samples[i][0] for i in rows])
+        return x.float().div_(255), self.y[rows]
+
+    # -- derived sets and tensors ---------------------------------------------------------------
+    def subset(
+        self,
+        n: int | None = None,
+        *,
+        seed: int | None = None,
+        indices: Sequence[int] | Tensor | None = None,
+    ) -> ImageFolderDataset:
+        """A deterministic subset (see :meth:`ImageDataset.subset`); images stay on disk."""
+        rows, how = select_indices(len(self), n, seed=seed, indices=indices)
+        out = object.__new__(ImageFolderDataset)
+        out.root, out.image_size, out.resize, out.name = (
+            self.root,
+            self.image_size,
+            self.resize,
+            self.name,
+        )
+        out.classes = self.classes
+        out.samples = [self.samples[i] for i in rows.tolist()]
+        out.y = self.y[rows]
+        out.source_indices = self.source_indices[rows]
+        out.description = f"{self.description}[{how}]"
+        out._fingerprint = None
+        return out
+
+    def tensors(self, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
+        """All images as ``(x float [N, 3, H, W] in [0, 1], y int64 [N])`` (equal sizes needed)."""
+        x, y = self.take(range(len(self)))
+        return x.to(dtype), y
+
+    def to_memory(self) -> ImageDataset:
+        """Load every image into an :class:`ImageDataset` (equal sizes needed)."""
+        images = [self.load_uint8(i) for i in range(len(self))]
+        x = stack_images([im.permute(2, 0, 1) for im in images], [p for p, _ in self.samples])
+        return ImageDataset(
+            x.permute(0, 2, 3, 1),
+            self.y,
+            self.classes,
+            self.name,
+            description=self.description,
+            source_indices=self.source_indices,
+        )
+
+    def fingerprint(self) -> str:
+        """sha256 over file contents, labels and preprocessing: a cache key for this set."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(f"ImageFolder:{self.image_size}:{self.resize}".encode())
+            for path, label in self.samples:
+                h.update(f"{path.relative_to(self.root)}:{label}:".encode())
+                h.update(path.read_bytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+
+def _scan(root: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Find the class folders and their images, in a stable sorted order."""
+    if not root.is_dir():
+        raise DataError(f"{root}: image folder not found")
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not class_dirs:
+        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        hint = (
+            f" ({len(loose)} images lie directly in it: move them into one sub-folder per class)"
+            if loose
+            else ""
+        )
+        raise DataError(f"{root}: no class sub-folders found{hint}")
+    if classes is None:
+        # Every folder is a class, empty or not, so labels do not shift when one is empty.
+        classes = [d.name for d in class_dirs]
+    else:
+        classes = [str(c) for c in classes]
+        unknown = [d.name for d in class_dirs if d.name not in classes]
+        if unknown:
+            raise DataError(
+                f"{root}: sub-folders {unknown[:5]} are not among the {len(classes)} given classes"
+            )
+    label_of = {c: k for k, c in enumerate(classes)}
+    samples: list[tuple[Path, int]] = []
+    for class_dir in class_dirs:
+        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            samples += [
+                (Path(dirpath) / f, label_of[class_dir.name])
+                for f in sorted(filenames)
+                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+            ]
+    if not samples:
+        raise DataError(
+            f"{root}: no images found in its {len(class_dirs)} sub-folders "
+            f"(accepted extensions: {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return classes, samples

@@ -1,0 +1,108 @@
+"""Clean accuracy of a classifier on a data set, with a progress bar and throughput."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from irad.checks import check_labels
+from irad.data import iterate_batches
+from irad.errors import InputError
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """Counts and timing of one accuracy run.
+
+    Attributes:
+        correct: images classified correctly.
+        total: images evaluated.
+        accuracy: ``correct / total``, a fraction in [0, 1] (see :attr:`percent`).
+        seconds: wall time of the loop (data, transfer and forward passes).
+        images_per_second: ``total / seconds``.
+    """
+
+    correct: int
+    total: int
+    accuracy: float
+    seconds: float
+    images_per_second: float
+
+    @property
+    def percent(self) -> float:
+        """Accuracy in percent."""
+        return 100.0 * self.accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def accuracy(
+    classifier: nn.Module,
+    dataset: Any,
+    batch_size: int = 500,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> AccuracyResult:
+    """Top-1 accuracy of ``classifier`` on every image of ``dataset``, in its fixed order.
+
+    The classifier is moved to ``device`` and run in eval mode under ``torch.inference_mode``;
+    its previous train/eval mode is restored afterwards.
+
+    Args:
+        classifier: a module from images in [0, 1] to logits (an :class:`irad.models.Classifier`
+            also checks its input).
+        dataset: an :mod:`irad.data` data set (anything :func:`irad.data.iterate_batches` takes).
+        batch_size: images per forward pass.
+        device: where to run.
+        progress: show a tqdm bar with the running accuracy.
+
+    Shape:
+        - Batches: images ``(B, 3, H, W)`` in [0, 1], labels ``(B,)``; logits ``(B, classes)``.
+
+    Example:
+        >>> clf = load_classifier("resnet20-12fca82f.th")  # doctest: +SKIP
+        >>> result = accuracy(clf, load_dataset("cifar10"))  # doctest: +SKIP
+        >>> f"{result.percent:.2f} %"  # doctest: +SKIP
+        '91.73 %'
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    total_images = len(dataset)
+    if total_images == 0:
+        raise InputError("the data set is empty: there is nothing to measure accuracy on")
+    device = torch.device(device)
+    was_training = classifier.training
+    classifier.to(device).eval()
+    correct = total = 0
+    bar = tqdm(
+        total=total_images, unit="img", desc="accuracy", disable=not progress, dynamic_ncols=True
+    )
+    start = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for x, y in iterate_batches(dataset, batch_size):
+                check_labels(y, x.shape[0])
+                logits = classifier(x.to(device, non_blocking=True))
+                correct += int((logits.argmax(dim=1).cpu() == y).sum())
+                total += int(y.shape[0])
+                bar.update(int(y.shape[0]))
+                bar.set_postfix(acc=f"{100.0 * correct / total:.2f}%", refresh=False)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    finally:
+        bar.close()
+        classifier.train(was_training)
+    seconds = time.perf_counter() - start
+    return AccuracyResult(
+        correct=correct,
+        total=total,
+        accuracy=correct / total,
+        seconds=seconds,
+        images_per_second=total / seconds if seconds > 0 else float("inf"),
+    )

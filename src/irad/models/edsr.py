@@ -1,0 +1,98 @@
+"""EDSR feature encoder without upsampling: the FEAT(·) of the implicit representation.
+
+Lim et al. 2017 ("Enhanced deep residual networks"), in the ``edsr-baseline`` / ``no_upsampling``
+form that LIIF (Chen et al. 2021) and IRAD use: a head convolution, ``n_resblocks`` residual
+blocks (conv-ReLU-conv, scaled by ``res_scale``), a body convolution and a global skip. The output
+keeps the input's height and width and has ``n_feats`` channels.
+
+Parameter names follow LIIF's (``head.0.weight``, ``body.<i>.body.0.weight``,
+``body.<n_resblocks>.weight``), so official checkpoints load after dropping LIIF's unused
+``sub_mean`` / ``add_mean`` buffers-as-parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from irad.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EDSRConfig:
+    """Sizes of the EDSR encoder.
+
+    Args:
+        n_resblocks: number of residual blocks (paper preset 16).
+        n_feats: channels of every convolution, i.e. the feature dimension C (paper preset 64).
+        res_scale: scale of each residual branch (1 for EDSR-baseline).
+        in_channels: image channels (3).
+    """
+
+    n_resblocks: int = 16
+    n_feats: int = 64
+    res_scale: float = 1.0
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.n_resblocks < 0 or self.n_feats < 1 or self.in_channels < 1:
+            raise ConfigError(f"invalid EDSR sizes: {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _conv3x3(cin: int, cout: int) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, kernel_size=3, padding=1, bias=True)
+
+
+class ResBlock(nn.Module):
+    """``x + res_scale * conv(relu(conv(x)))`` (no batch norm, as in EDSR).
+
+    Shape:
+        - Input / output: ``(B, C, H, W)``.
+    """
+
+    def __init__(self, n_feats: int, res_scale: float = 1.0) -> None:
+        super().__init__()
+        # Indices 0 and 2 match LIIF's `body.<i>.body.0` / `body.<i>.body.2` parameter names.
+        self.body = nn.Sequential(_conv3x3(n_feats, n_feats), nn.ReLU(), _conv3x3(n_feats, n_feats))
+        self.res_scale = res_scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x) * self.res_scale
+
+
+class EDSR(nn.Module):
+    """EDSR encoder without upsampling: ``(B, 3, H, W) -> (B, n_feats, H, W)``.
+
+    The input is whatever the caller normalises it to; the implicit representation feeds it
+    ``(x - 0.5) / 0.5`` (values in [-1, 1]).
+
+    Shape:
+        - Input: ``(B, in_channels, H, W)``.
+        - Output: ``(B, n_feats, H, W)``.
+
+    Example:
+        >>> import torch
+        >>> enc = EDSR(EDSRConfig(n_resblocks=2, n_feats=8))
+        >>> enc(torch.zeros(1, 3, 5, 7)).shape
+        torch.Size([1, 8, 5, 7])
+    """
+
+    def __init__(self, config: EDSRConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or EDSRConfig()
+        c = self.config
+        self.head = nn.Sequential(_conv3x3(c.in_channels, c.n_feats))
+        blocks: list[nn.Module] = [ResBlock(c.n_feats, c.res_scale) for _ in range(c.n_resblocks)]
+        blocks.append(_conv3x3(c.n_feats, c.n_feats))
+        self.body = nn.Sequential(*blocks)
+        self.out_dim = c.n_feats
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.head(x)
+        # Global skip: the body learns a residual on top of the head's features.
+        return self.body(x) + x

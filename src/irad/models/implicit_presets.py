@@ -1,0 +1,171 @@
+"""Presets of the implicit representation and SampleNet: sizes and training settings, as data.
+
+* ``paper``: the paper's sizes (Sec. 4.4, A.1): EDSR-baseline encoder (16 residual blocks,
+  64 channels), decoder and SampleNet five-layer MLPs with hidden 256 × 4; stage 1 Adam
+  lr 1e-4, betas (0, 0.9), batch 128, L1; stage 2 Adam lr 2e-4, betas (0, 0.9), batch 400;
+  pairs from PGD-100 over the whole training set. The number of epochs is not given in the
+  paper; ours is marked as our choice.
+* ``cpu``: the CPU protocol (``PROTOCOL.md``): a smaller encoder and MLPs, pairs from PGD-10 on a
+  fixed training subset, and random subsets of query pixels per image, chosen so that stage 1
+  trains in about 30 minutes on a 2-core CPU.
+
+Every training run prints and records the preset it used (:meth:`ImplicitPreset.to_dict`).
+
+Example:
+    >>> p = get_preset("cpu")
+    >>> p.representation_config().encoder.n_feats == p.encoder_channels
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from irad.models.edsr import EDSRConfig
+from irad.models.liif import ImplicitConfig
+from irad.models.samplenet import SampleNetConfig
+from irad.registry import Registry
+
+
+@dataclass(frozen=True)
+class ImplicitPreset:
+    """Sizes and training settings of the implicit representation and SampleNet.
+
+    Architecture: ``encoder_blocks``, ``encoder_channels``, ``res_scale``, ``decoder_hidden``,
+    ``samplenet_hidden``. Stage 1 (``inr_*``), adversarial pairs (``pairs_*``) and stage 2
+    (``samplenet_*``) settings; ``inr_sample_q`` is the number of random query pixels per image
+    in stage 1 (``None``: every pixel); ``*_train_subset`` / ``samplenet_train_pairs`` limit the
+    training images (``None``: all); ``chunk_size`` is the number of query points per pass at
+    inference.
+    """
+
+    name: str
+    description: str
+    encoder_blocks: int
+    encoder_channels: int
+    decoder_hidden: tuple[int, ...]
+    samplenet_hidden: tuple[int, ...]
+    res_scale: float = 1.0
+    # stage 1: implicit representation (Sec. 4.2, A.1)
+    inr_batch_size: int = 128
+    inr_lr: float = 1e-4
+    inr_betas: tuple[float, float] = (0.0, 0.9)
+    inr_epochs: int = 100
+    inr_sample_q: int | None = None
+    inr_train_subset: int | None = None
+    # adversarial pairs (Sec. 6, A.1)
+    pairs_n: int | None = None
+    pairs_steps: int = 100
+    pairs_eps: float = 8.0
+    pairs_alpha: float = 2.0
+    # stage 2: SampleNet (A.1)
+    samplenet_batch_size: int = 400
+    samplenet_lr: float = 2e-4
+    samplenet_betas: tuple[float, float] = (0.0, 0.9)
+    samplenet_epochs: int = 20
+    samplenet_train_pairs: int | None = None
+    # inference
+    chunk_size: int = 8192
+
+    def representation_config(self) -> ImplicitConfig:
+        """Architecture of the implicit representation for this preset."""
+        return ImplicitConfig(
+            encoder=EDSRConfig(
+                n_resblocks=self.encoder_blocks,
+                n_feats=self.encoder_channels,
+                res_scale=self.res_scale,
+            ),
+            decoder_hidden=tuple(self.decoder_hidden),
+        )
+
+    def samplenet_config(self, **overrides: Any) -> SampleNetConfig:
+        """SampleNet settings for this preset (``overrides`` e.g. ``shared_encoder=False``)."""
+        return SampleNetConfig(hidden=tuple(self.samplenet_hidden), **overrides)
+
+    def replace(self, **changes: Any) -> ImplicitPreset:
+        """A copy with some fields changed (e.g. a shorter schedule for an ablation)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, tuple):
+                d[k] = list(v)
+        return d
+
+    def summary(self) -> str:
+        """One line for logs: sizes and the main training settings."""
+        return (
+            f"preset {self.name}: EDSR {self.encoder_blocks} blocks x {self.encoder_channels} ch, "
+            f"decoder MLP {list(self.decoder_hidden)}, "
+            f"SampleNet MLP {list(self.samplenet_hidden)}; "
+            f"stage 1 Adam lr {self.inr_lr} betas {tuple(self.inr_betas)} batch "
+            f"{self.inr_batch_size} x {self.inr_epochs} epochs, query pixels "
+            f"{self.inr_sample_q or 'all'}; pairs PGD-{self.pairs_steps} on "
+            f"{self.pairs_n or 'all'} images; stage 2 Adam lr {self.samplenet_lr} batch "
+            f"{self.samplenet_batch_size} x {self.samplenet_epochs} epochs on "
+            f"{self.samplenet_train_pairs or 'all'} pairs"
+        )
+
+
+IMPLICIT_PRESETS: Registry[ImplicitPreset] = Registry("implicit-representation preset")
+
+
+@IMPLICIT_PRESETS.register("paper")
+def paper_preset() -> ImplicitPreset:
+    """The paper's sizes and optimiser settings (epochs: our choice, the paper gives none)."""
+    return ImplicitPreset(
+        name="paper",
+        description="Cao et al. 2024 (Sec. 4.4, A.1): EDSR-baseline 16x64, MLPs 256x4",
+        encoder_blocks=16,
+        encoder_channels=64,
+        decoder_hidden=(256, 256, 256, 256),
+        samplenet_hidden=(256, 256, 256, 256),
+        inr_batch_size=128,
+        inr_epochs=100,
+        inr_sample_q=None,
+        pairs_n=None,
+        pairs_steps=100,
+        samplenet_batch_size=400,
+        samplenet_epochs=20,
+        chunk_size=8192,
+    )
+
+
+@IMPLICIT_PRESETS.register("cpu")
+def cpu_preset() -> ImplicitPreset:
+    """The CPU protocol: small enough that stage 1 trains in about 30 minutes on 2 cores."""
+    return ImplicitPreset(
+        name="cpu",
+        # Measured on the 2-core machine (docs/implicit.md): a stage-1 step of 128 images costs
+        # about 4.5 CPU-s (~2.6 s wall on two idle cores), so 8 epochs of 10,000 pairs
+        # (625 steps) take about 27 min; stage 2 costs about 0.33 CPU-s per pair (clean + adv,
+        # full-image queries with recomputation), so 2,000 pairs take about 6 min.
+        description="CPU protocol: EDSR 4x32, MLPs 128x4, 256 query pixels per image",
+        encoder_blocks=4,
+        encoder_channels=32,
+        decoder_hidden=(128, 128, 128, 128),
+        samplenet_hidden=(128, 128, 128, 128),
+        inr_batch_size=128,
+        inr_epochs=8,
+        inr_sample_q=256,
+        inr_train_subset=10000,
+        pairs_n=10000,
+        pairs_steps=10,
+        samplenet_batch_size=64,
+        samplenet_epochs=1,
+        samplenet_train_pairs=2000,
+        chunk_size=8192,
+    )
+
+
+def get_preset(name: str | ImplicitPreset) -> ImplicitPreset:
+    """The preset called ``name`` (``"paper"`` or ``"cpu"``); a preset passes through."""
+    if isinstance(name, ImplicitPreset):
+        return name
+    return IMPLICIT_PRESETS.build(name)
+
+
+def preset_names() -> list[str]:
+    return IMPLICIT_PRESETS.names()

@@ -1,0 +1,535 @@
+"""The implicit representation of Sec. 4.2: EDSR features + a local implicit function (LIIF).
+
+An image ``x`` becomes a continuous function: ``F = FEAT(x)`` (:class:`~irad.models.edsr.EDSR`)
+gives one feature vector per pixel, and the colour at any real coordinate is predicted by an MLP
+φ from the features of the four nearest feature pixels, blended with area weights (Eq. 9; Chen et
+al. 2021, "local ensemble"). For each of the four neighbours ``[k, l]`` the MLP reads
+
+* the 3×3-unfolded feature around ``[k, l]`` (``9 C`` values, LIIF's "feature unfolding"),
+* the relative coordinate ``query - centre[k, l]`` scaled by the feature size (LIIF's
+  ``rel_coord[:, :, 0] *= H``; in pixels this is *twice* the offset, since a pixel spans 2/H),
+* the cell size (the extent of the output pixel), scaled the same way (LIIF's "cell decoding"),
+
+and the four predictions are weighted by the area of the rectangle between the query and the
+*diagonally opposite* neighbour (LIIF's swap), so the nearest neighbour gets the largest weight.
+
+Coordinates
+-----------
+Two conventions, converted by :func:`irad.resample.pixel_to_normalized` and
+:func:`irad.resample.normalized_to_pixel` (see :mod:`irad.resample.coordinates`):
+
+* **pixel** (the public API, shared with :mod:`irad.resample`): ``(row, col)`` in units of input
+  pixels, with the *centre* of pixel ``[i, j]`` at ``(i, j)``; the image covers
+  ``[-0.5, H - 0.5] × [-0.5, W - 0.5]``. A cell is the output pixel's size in input pixels
+  (1 for a same-size reconstruction, 0.5 for ×2 super-resolution).
+* **normalised** (LIIF's, used inside and by the official checkpoints): ``(row, col)`` in
+  [-1, 1] with pixel centres at ``(2 i + 1) / H - 1`` -- the ``align_corners=False`` convention
+  of ``F.grid_sample``, but in (row, col) order where ``grid_sample`` wants (x, y) = (col, row).
+  A cell is ``2 / H_out`` per axis; a shift of ``d`` pixels is ``2 d / H`` normalised.
+  Full grids are built with :func:`make_coord`, LIIF's own formula, so that the official models
+  see bit-identical coordinates (it can differ from ``pixel_to_normalized`` in the last bit).
+
+Border rule (LIIF's, kept so that its checkpoints behave the same): the four neighbour look-ups
+are clamped into the image and the relative coordinate is not, so a query outside the image
+extrapolates from the border features. On the last row and column, a query at a pixel centre
+finds the clamped neighbours at distance 0 along one axis, all four areas vanish (up to the
+1e-9 that LIIF adds) and the four predictions are averaged with equal weights; trained decoders
+learn to live with this (they see the relative coordinates), an untrained identity-like one shows
+it (``tests/test_implicit.py``).
+
+Queries are processed in chunks (``chunk_size`` query points per pass, summed over the batch),
+and the 3×3 neighbourhoods are gathered per chunk rather than unfolding the whole feature map,
+so memory stays bounded for large images when no gradient is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.utils.checkpoint
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from irad.errors import ConfigError, InputError
+from irad.models.edsr import EDSR, EDSRConfig
+from irad.resample.coordinates import make_grid, normalized_to_pixel
+
+# LIIF nudges the four neighbour look-ups off the exact pixel boundaries by this much so that a
+# query at a pixel centre picks the pixel itself and its lower/right neighbours deterministically.
+_EPS_SHIFT = 1e-6
+# LIIF adds this to every area so that a query exactly at a centre does not divide by zero.
+_AREA_EPS = 1e-9
+#: Default number of query points per pass (summed over the batch).
+DEFAULT_CHUNK_SIZE = 8192
+
+
+# --------------------------------------------------------------------------------------------
+# coordinates
+# --------------------------------------------------------------------------------------------
+
+
+def make_coord(
+    size: Sequence[int],
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """Normalised (row, col) coordinates of the pixel centres of an ``H × W`` grid.
+
+    Computed exactly as LIIF's ``make_coord`` (``-1 + r + 2 r k`` with ``r = 1 / n``) so that
+    the official models see bit-identical inputs.
+
+    Shape:
+        - Output: ``(H, W, 2)``.
+
+    Example:
+        >>> make_coord((2, 4))[0, :, 1]
+        tensor([-0.7500, -0.2500,  0.2500,  0.7500])
+    """
+    seqs = []
+    for n in size:
+        r = 1.0 / n
+        seqs.append(-1 + r + (2 * r) * torch.arange(n, device=device, dtype=dtype))
+    rows, cols = torch.meshgrid(seqs[0], seqs[1], indexing="ij")
+    return torch.stack([rows, cols], dim=-1)
+
+
+def liif_normalize(coords: Tensor, size: Sequence[int]) -> Tensor:
+    """Pixel-unit (row, col) -> normalised, computed exactly as :func:`make_coord` does.
+
+    Mathematically :func:`irad.resample.pixel_to_normalized`; the operations are ordered like
+    LIIF's ``make_coord`` so that integer pixel coordinates give bit-identical values to the
+    rendering grid (LIIF's output is very sensitive to the last bit on the bottom/right border,
+    see the border rule above).
+
+    Shape:
+        - coords: ``(..., 2)``; output: same.
+    """
+    axes = []
+    for k in range(2):
+        r = 1.0 / float(size[k])
+        axes.append((-1 + r) + (2 * r) * coords[..., k])
+    return torch.stack(axes, dim=-1)
+
+
+def _size_tensor(size: Sequence[int], like: Tensor) -> Tensor:
+    return torch.tensor([float(size[0]), float(size[1])], device=like.device, dtype=like.dtype)
+
+
+def resize_grid(
+    out_size: Sequence[int],
+    in_size: Sequence[int],
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor, Tensor]:
+    """Centres of an ``out_size`` grid covering the same extent as an ``in_size`` image.
+
+    Returns ``(coords, cell)`` in the *input's* pixel units: the coordinates ``(H', W', 2)`` and
+    the cell ``(2,)`` = ``(H / H', W / W')``. Used for super-resolution and rendering at another
+    size; for ``out_size == in_size`` the coordinates equal
+    :func:`irad.resample.make_grid`.
+    """
+    if tuple(out_size) == tuple(in_size):
+        coords = make_grid(int(in_size[0]), int(in_size[1]), device=device, dtype=dtype)
+    else:
+        norm = make_coord(out_size, device=device, dtype=dtype)
+        coords = normalized_to_pixel(norm, in_size)
+    cell = torch.tensor(
+        [in_size[0] / out_size[0], in_size[1] / out_size[1]], device=device, dtype=dtype
+    )
+    return coords, cell
+
+
+def cell_to_normalized(cell: Tensor, size: Sequence[int]) -> Tensor:
+    """A cell in input pixels -> LIIF's normalised cell (``2 / H_out`` for a same-size grid)."""
+    return cell * 2 / _size_tensor(size, cell)
+
+
+def _check_queries(coords: Tensor, batch: int, name: str) -> Tensor:
+    if not isinstance(coords, Tensor) or not coords.is_floating_point():
+        raise InputError(f"{name} must be a floating-point tensor of shape (B, Q, 2)")
+    if coords.ndim == 2 and coords.shape[-1] == 2:
+        coords = coords.unsqueeze(0).expand(batch, -1, -1)
+    if coords.ndim != 3 or coords.shape[-1] != 2 or coords.shape[0] != batch:
+        raise InputError(
+            f"{name} must have shape (B, Q, 2) with B={batch} (or (Q, 2) shared by the batch), "
+            f"got {tuple(coords.shape)}"
+        )
+    return coords
+
+
+# --------------------------------------------------------------------------------------------
+# MLP and the local ensemble
+# --------------------------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+    """``Linear-ReLU-...-Linear``; parameters ``layers.<2k>.weight`` as in LIIF's ``mlp``.
+
+    Shape:
+        - Input: ``(..., in_dim)``; output: ``(..., out_dim)``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        last = in_dim
+        for h in hidden:
+            layers += [nn.Linear(last, h), nn.ReLU()]
+            last = h
+        layers.append(nn.Linear(last, out_dim))
+        self.layers = nn.Sequential(*layers)
+        self.in_dim, self.out_dim = in_dim, out_dim
+
+    @property
+    def last(self) -> nn.Linear:
+        layer = self.layers[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+    def forward_unfolded(self, feat: Tensor, extra: Tensor, channels: int) -> Tensor:
+        """``forward(cat([unfold_channel_major(feat), extra]))`` without building that input.
+
+        ``feat`` holds 3×3 neighbourhoods in position-major order (``k * C + c``); the first
+        layer's weight columns (stored channel-major, ``c * 9 + k``, as in LIIF) are permuted
+        to match, and the ``extra`` columns (relative coordinate, cell) are applied separately.
+        Same result as :meth:`forward` up to float rounding, with two large copies fewer.
+
+        Shape:
+            - feat: ``(..., 9 C)``; extra: ``(..., in_dim - 9 C)``; output ``(..., out_dim)``.
+        """
+        first = self.layers[0]
+        assert isinstance(first, nn.Linear)
+        n_feat = 9 * channels
+        w = first.weight
+        w_feat = w[:, :n_feat].reshape(-1, channels, 9).transpose(1, 2).reshape(-1, n_feat)
+        lead = feat.shape[:-1]
+        h = F.linear(extra, w[:, n_feat:], first.bias).reshape(-1, w.shape[0])
+        h = h.addmm_(feat.reshape(-1, n_feat), w_feat.t()).view(*lead, -1)
+        return self.layers[1:](h)
+
+
+@dataclass
+class FeatureField:
+    """Features prepared once per image batch for any number of local-ensemble queries.
+
+    Holds the feature map zero-padded by one pixel and flattened, so the 3×3 neighbourhood of
+    any pixel is a gather (same values, same order as ``F.unfold(feat, 3, padding=1)``), plus
+    the normalised centres of the feature pixels.
+
+    Shape:
+        - feat: ``(B, C, h, w)``.
+    """
+
+    feat: Tensor
+    padded: Tensor = field(init=False, repr=False)
+    row_centres: Tensor = field(init=False, repr=False)
+    col_centres: Tensor = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        h, w = self.feat.shape[-2:]
+        # (B, (h+2)(w+2), C): channels last so each gathered neighbour is a contiguous row.
+        self.padded = F.pad(self.feat, (1, 1, 1, 1)).flatten(2).transpose(1, 2).contiguous()
+        grid = make_coord((h, w), device=self.feat.device, dtype=self.feat.dtype)
+        self.row_centres = grid[:, 0, 0].contiguous()
+        self.col_centres = grid[0, :, 1].contiguous()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.feat.shape[-2]), int(self.feat.shape[-1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.feat.shape[1])
+
+    def unfolded_at(self, i: Tensor, j: Tensor, *, channel_major: bool = True) -> Tensor:
+        """3×3-unfolded features at integer feature positions ``(i, j)`` of shape ``(..., B, q)``.
+
+        Returns ``(..., B, q, 9 C)``. ``channel_major=True`` orders them like ``F.unfold``
+        (``c * 9 + 3 * di + dj``, the layout LIIF's MLP weights expect); ``False`` gives the
+        gather's natural order (``(3 * di + dj) * C + c``), which :class:`MLP` consumes without
+        the transposing copy by permuting its first layer's columns instead.
+        """
+        b, c = self.feat.shape[:2]
+        wp = self.feat.shape[-1] + 2
+        per_image = self.padded.shape[1]
+        offsets = torch.arange(3, device=i.device)
+        # padded position of neighbour (di, dj) of (i, j) is (i + di, j + dj), di, dj in 0..2
+        rows = i.unsqueeze(-1).unsqueeze(-1) + offsets.view(3, 1)
+        cols = j.unsqueeze(-1).unsqueeze(-1) + offsets.view(1, 3)
+        flat = (rows * wp + cols).flatten(-2)  # (..., B, q, 9)
+        # Global row in the (B * P, C) table, so one index_select returns the final layout.
+        image = torch.arange(b, device=i.device).view(b, 1, 1) * per_image
+        gathered = self.padded.reshape(b * per_image, c).index_select(0, (flat + image).reshape(-1))
+        gathered = gathered.view(*flat.shape, c)  # (..., B, q, 9, C)
+        if channel_major:
+            gathered = gathered.transpose(-1, -2)
+        return gathered.reshape(*flat.shape[:-1], c * 9)
+
+
+def local_ensemble(
+    field_: FeatureField,
+    coord: Tensor,
+    cell: Tensor,
+    mlp: nn.Module,
+    *,
+    chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    checkpoint: bool = False,
+) -> Tensor:
+    """LIIF's query (Eq. 9): blend ``mlp`` over the four nearest feature pixels.
+
+    Args:
+        field_: prepared features (:class:`FeatureField`).
+        coord: normalised (row, col) query coordinates.
+        cell: normalised cell sizes.
+        mlp: maps ``9 C + 4`` inputs to the output dimension.
+        chunk_size: query points per pass, summed over the batch (``None``: all at once).
+        checkpoint: with autograd on, recompute each chunk in the backward pass instead of
+            storing its activations (``torch.utils.checkpoint``): memory stays bounded by one
+            chunk when training through full-image queries (stage 2), at one extra forward.
+
+    Shape:
+        - coord, cell: ``(B, Q, 2)``.
+        - Output: ``(B, Q, out_dim)``.
+    """
+    recompute = checkpoint and torch.is_grad_enabled()
+
+    def run(c: Tensor, k: Tensor) -> Tensor:
+        if recompute:
+            return torch.utils.checkpoint.checkpoint(
+                _local_ensemble_chunk, field_, c, k, mlp, use_reentrant=False
+            )
+        return _local_ensemble_chunk(field_, c, k, mlp)
+
+    b, q = coord.shape[:2]
+    if chunk_size is None or b * q <= chunk_size:
+        return run(coord, cell)
+    per_pass = max(1, chunk_size // b)
+    outs = [
+        run(coord[:, s : s + per_pass], cell[:, s : s + per_pass]) for s in range(0, q, per_pass)
+    ]
+    return torch.cat(outs, dim=1)
+
+
+def _local_ensemble_chunk(
+    field_: FeatureField, coord: Tensor, cell: Tensor, mlp: nn.Module
+) -> Tensor:
+    h, w = field_.size
+    scale = _size_tensor((h, w), coord)
+    with torch.no_grad():
+        # The four neighbours: look half a pixel up/down and left/right of the query (LIIF's
+        # vx, vy in {-1, 1} with radius 1/h in normalised units), then take the nearest pixel.
+        signs = torch.tensor(
+            [[-1.0, -1.0], [-1.0, 1.0], [1.0, -1.0], [1.0, 1.0]],
+            device=coord.device,
+            dtype=coord.dtype,
+        )
+        probe = coord.detach().unsqueeze(0) + (signs / scale).view(4, 1, 1, 2) + _EPS_SHIFT
+        probe = probe.clamp(-1 + 1e-6, 1 - 1e-6)
+        idx = torch.floor((probe + 1) * scale / 2).long()
+        i = idx[..., 0].clamp_(0, h - 1)
+        j = idx[..., 1].clamp_(0, w - 1)
+        centres = torch.stack([field_.row_centres[i], field_.col_centres[j]], dim=-1)
+
+    rel_coord = (coord.unsqueeze(0) - centres) * scale  # (4, B, q, 2)
+    rel_cell = (cell * scale).unsqueeze(0).expand(4, -1, -1, -1)
+    extra = torch.cat([rel_coord, rel_cell], dim=-1)
+    if isinstance(mlp, MLP):
+        q_feat = field_.unfolded_at(i, j, channel_major=False)  # (4, B, q, 9C)
+        pred = mlp.forward_unfolded(q_feat, extra, field_.channels)  # (4, B, q, out)
+    else:
+        q_feat = field_.unfolded_at(i, j)
+        pred = mlp(torch.cat([q_feat, extra], dim=-1))
+
+    area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + _AREA_EPS  # (4, B, q)
+    total = area.sum(dim=0)
+    # LIIF's swap: neighbour k is weighted by the area of the diagonally opposite one (3 - k).
+    weights = area.flip(0) / total
+    return (pred * weights.unsqueeze(-1)).sum(dim=0)
+
+
+# --------------------------------------------------------------------------------------------
+# the implicit representation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImplicitConfig:
+    """Sizes of the implicit representation (encoder FEAT and decoder φ).
+
+    Args:
+        encoder: EDSR sizes.
+        decoder_hidden: hidden widths of the decoder MLP (paper preset ``(256,) * 4``, i.e. a
+            five-layer MLP).
+    """
+
+    encoder: EDSRConfig = field(default_factory=EDSRConfig)
+    decoder_hidden: tuple[int, ...] = (256, 256, 256, 256)
+
+    def __post_init__(self) -> None:
+        if any(int(h) < 1 for h in self.decoder_hidden):
+            raise ConfigError(f"decoder_hidden must be positive widths, got {self.decoder_hidden}")
+        object.__setattr__(self, "decoder_hidden", tuple(int(h) for h in self.decoder_hidden))
+
+    @property
+    def mlp_in_dim(self) -> int:
+        """``9 C`` unfolded features + 2 relative coordinates + 2 cell sizes."""
+        return 9 * self.encoder.n_feats + 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"encoder": self.encoder.to_dict(), "decoder_hidden": list(self.decoder_hidden)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImplicitConfig:
+        try:
+            return cls(
+                encoder=EDSRConfig(**d["encoder"]), decoder_hidden=tuple(d["decoder_hidden"])
+            )
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"invalid implicit-representation config {d!r}: {err}") from err
+
+
+class ImplicitRepresentation(nn.Module):
+    """FEAT + φ: an image in [0, 1] -> a function of continuous coordinates (Sec. 4.2).
+
+    The encoder sees ``(x - 0.5) / 0.5``; the decoder's output ``o`` is mapped back with
+    ``o * 0.5 + 0.5`` and clamped to [0, 1] (pass ``clamp=False`` to train with an L1 loss that
+    still has gradients outside the range).
+
+    Shape:
+        - Input of :meth:`forward`: ``(B, 3, H, W)`` in [0, 1].
+        - Output: ``(B, 3, H', W')`` (``size`` or the input size).
+
+    Example:
+        >>> rep = ImplicitRepresentation(ImplicitConfig(EDSRConfig(2, 8), (16, 16)))
+        >>> x = torch.rand(2, 3, 6, 5)
+        >>> rep(x).shape, rep(x, size=(12, 10)).shape
+        (torch.Size([2, 3, 6, 5]), torch.Size([2, 3, 12, 10]))
+    """
+
+    def __init__(self, config: ImplicitConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or ImplicitConfig()
+        self.encoder = EDSR(self.config.encoder)
+        self.imnet = MLP(self.config.mlp_in_dim, 3, self.config.decoder_hidden)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Features ``(B, C, H, W)`` of images ``x`` in [0, 1]."""
+        return self.encoder((x - 0.5) / 0.5)
+
+    def query_normalized(
+        self,
+        field_: FeatureField,
+        coord: Tensor,
+        cell: Tensor,
+        *,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        checkpoint: bool = False,
+    ) -> Tensor:
+        """Raw decoder output (LIIF's scale, about [-1, 1]) at normalised coordinates.
+
+        Shape:
+            - coord, cell: ``(B, Q, 2)``; output ``(B, Q, 3)``.
+        """
+        return local_ensemble(
+            field_, coord, cell, self.imnet, chunk_size=chunk_size, checkpoint=checkpoint
+        )
+
+    def query(
+        self,
+        feat: Tensor | FeatureField,
+        coords: Tensor,
+        cells: Tensor | None = None,
+        *,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        clamp: bool = True,
+    ) -> Tensor:
+        """Colours in [0, 1] at pixel-unit coordinates (centre of pixel ``[i, j]`` at ``(i, j)``).
+
+        Args:
+            feat: features from :meth:`encode` (or a prepared :class:`FeatureField`).
+            coords: ``(B, Q, 2)`` or ``(Q, 2)`` (row, col) in input pixels; any real values.
+            cells: output-pixel sizes in input pixels, ``(B, Q, 2)``, ``(2,)`` or ``None`` (= 1).
+            chunk_size: query points per pass, summed over the batch (``None``: all at once).
+            clamp: clamp to [0, 1] (``False`` keeps gradients for training).
+
+        Shape:
+            - Output: ``(B, Q, 3)``.
+        """
+        field_ = feat if isinstance(feat, FeatureField) else FeatureField(feat)
+        b = field_.feat.shape[0]
+        coords = _check_queries(coords, b, "coords")
+        size = field_.size
+        if cells is None:
+            cells = torch.ones(2, device=coords.device, dtype=coords.dtype)
+        cells = torch.as_tensor(cells, device=coords.device, dtype=coords.dtype)
+        cells = cells.expand(b, coords.shape[1], 2) if cells.ndim < 3 else cells
+        out = self.query_normalized(
+            field_,
+            liif_normalize(coords, size),
+            cell_to_normalized(cells, size),
+            chunk_size=chunk_size,
+        )
+        out = out * 0.5 + 0.5
+        return out.clamp(0.0, 1.0) if clamp else out
+
+    def render(
+        self,
+        feat: Tensor | FeatureField,
+        size: Sequence[int] | None = None,
+        *,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        clamp: bool = True,
+    ) -> Tensor:
+        """The image on the pixel-centre grid of ``size`` (default: the input's size).
+
+        Shape:
+            - Output: ``(B, 3, H', W')``.
+        """
+        field_ = feat if isinstance(feat, FeatureField) else FeatureField(feat)
+        b = field_.feat.shape[0]
+        in_size = field_.size
+        out_size = tuple(size) if size is not None else in_size
+        coord = make_coord(out_size, device=field_.feat.device, dtype=field_.feat.dtype)
+        cell = torch.tensor(
+            [2.0 / out_size[0], 2.0 / out_size[1]], device=coord.device, dtype=coord.dtype
+        )
+        coord = coord.view(1, -1, 2).expand(b, -1, -1)
+        out = self.query_normalized(field_, coord, cell.expand_as(coord), chunk_size=chunk_size)
+        out = out * 0.5 + 0.5
+        out = out.clamp(0.0, 1.0) if clamp else out
+        return out.view(b, out_size[0], out_size[1], 3).permute(0, 3, 1, 2)
+
+    def forward(
+        self,
+        x: Tensor,
+        size: Sequence[int] | None = None,
+        *,
+        chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+    ) -> Tensor:
+        return self.render(self.encode(x), size, chunk_size=chunk_size)
+
+
+# --------------------------------------------------------------------------------------------
+# SampleNet lives in irad.models.samplenet; it reuses FeatureField and local_ensemble.
+# --------------------------------------------------------------------------------------------
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "MLP",
+    "FeatureField",
+    "ImplicitConfig",
+    "ImplicitRepresentation",
+    "cell_to_normalized",
+    "liif_normalize",
+    "local_ensemble",
+    "make_coord",
+    "resize_grid",
+]

@@ -1,0 +1,465 @@
+"""Classifiers by name: the registry, and building, saving, loading and fingerprinting them.
+
+An irad classifier checkpoint is ``prefix.safetensors`` (the network's state dict) plus
+``prefix.json`` (``arch``, ``num_classes``, ``mean``, ``std``, ``kwargs`` and any metadata the
+writer added), so one call rebuilds it without the code that trained it::
+
+    clf = build_classifier("resnet20")
+    save_classifier(clf, "runs/r20/model")
+    same = load_classifier("runs/r20/model")
+
+Third-party checkpoints in the akamaster format (``resnet56-4bfd9763.th``: a pickled dict with a
+``state_dict`` whose keys carry DataParallel's ``module.`` prefix) load too, with
+``torch.load(weights_only=True)`` so that nothing but tensors is unpickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from irad.errors import CheckpointError, ConfigError, InputError
+from irad.models.classifier import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Classifier,
+)
+from irad.models.resnet import ResNet
+from irad.models.resnet_cifar import CifarResNet
+from irad.models.vgg import VGG
+from irad.models.wideresnet import WideResNet
+from irad.registry import Registry
+from irad.utils.checkpoint import checkpoint_paths, load_into, load_state, save_state
+
+#: Network factories by name. Each takes ``num_classes`` (and optional architecture keywords)
+#: and returns the bare network, which expects *normalised* input; :func:`build_classifier`
+#: wraps it with its normalisation. Register your own with ``@CLASSIFIERS.register("name")``.
+CLASSIFIERS: Registry[nn.Module] = Registry("classifier")
+
+#: The two files of an irad checkpoint; any other existing file is read as a PyTorch file.
+IRAD_SUFFIXES = (".safetensors", ".json")
+#: Suffixes that mark a path as a PyTorch file even when it does not exist (for the message).
+TORCH_SUFFIXES = (".th", ".pt", ".pth", ".tar", ".bin", ".ckpt")
+
+# Keys JSON metadata may not override: they define the network.
+_CORE_KEYS = ("arch", "name", "num_classes", "mean", "std", "kwargs")
+
+
+@CLASSIFIERS.register("resnet20")
+def resnet20(num_classes: int = 10) -> nn.Module:
+    """CIFAR ResNet-20 (0.27 M parameters), He et al. 2016 §4.2, option-A shortcut."""
+    return CifarResNet(20, num_classes)
+
+
+@CLASSIFIERS.register("resnet32")
+def resnet32(num_classes: int = 10) -> nn.Module:
+    """CIFAR ResNet-32 (0.46 M parameters)."""
+    return CifarResNet(32, num_classes)
+
+
+@CLASSIFIERS.register("resnet44")
+def resnet44(num_classes: int = 10) -> nn.Module:
+    """CIFAR ResNet-44 (0.66 M parameters)."""
+    return CifarResNet(44, num_classes)
+
+
+@CLASSIFIERS.register("resnet56")
+def resnet56(num_classes: int = 10) -> nn.Module:
+    """CIFAR ResNet-56 (0.85 M parameters)."""
+    return CifarResNet(56, num_classes)
+
+
+@CLASSIFIERS.register("resnet18")
+def resnet18(num_classes: int = 10) -> nn.Module:
+    """ResNet-18, CIFAR variant: 3x3 stem, no max-pool (11.2 M parameters)."""
+    return ResNet((2, 2, 2, 2), num_classes)
+
+
+@CLASSIFIERS.register("resnet34")
+def resnet34(num_classes: int = 10) -> nn.Module:
+    """ResNet-34, CIFAR variant (21.3 M parameters)."""
+    return ResNet((3, 4, 6, 3), num_classes)
+
+
+@CLASSIFIERS.register("wrn-28-10")
+def wrn_28_10(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+    """WideResNet-28-10 (36.5 M parameters)."""
+    return WideResNet(28, 10, num_classes, dropout)
+
+
+@CLASSIFIERS.register("wrn-70-16")
+def wrn_70_16(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+    """WideResNet-70-16 (267 M parameters)."""
+    return WideResNet(70, 16, num_classes, dropout)
+
+
+@CLASSIFIERS.register("vgg16-bn")
+def vgg16_bn(num_classes: int = 10) -> nn.Module:
+    """VGG-16 with batch norm, CIFAR variant with a single 512 -> classes head (14.7 M)."""
+    return VGG(num_classes=num_classes)
+
+
+def canonical_name(name: str) -> str:
+    """The registry's spelling of an architecture name (``"WRN_28_10"`` -> ``"wrn-28-10"``).
+
+    Raises :class:`irad.errors.ConfigError`, listing the known names, for an unknown one.
+    """
+    CLASSIFIERS.get(name)
+    return name.strip().lower().replace("_", "-")
+
+
+def build_classifier(
+    name: str,
+    num_classes: int = 10,
+    *,
+    mean: Sequence[float] | None = CIFAR10_MEAN,
+    std: Sequence[float] | None = CIFAR10_STD,
+    **kwargs: Any,
+) -> Classifier:
+    """Build a freshly initialised classifier by registry name.
+
+    Args:
+        name: one of ``CLASSIFIERS.names()``, e.g. ``"resnet20"`` or ``"wrn-28-10"``.
+        num_classes: number of logits.
+        mean, std: the input normalisation the network is trained with (default: the CIFAR-10
+            statistics; ``None`` for none).
+        **kwargs: architecture options of that factory (e.g. ``dropout`` for WideResNets).
+
+    Returns:
+        A :class:`Classifier` (training mode) whose ``config`` records ``arch``, ``name``,
+        ``num_classes``, ``mean``, ``std`` and ``kwargs``: everything needed to rebuild it.
+
+    Shape:
+        - Input: ``(B, 3, H, W)`` in [0, 1] (32x32 for the CIFAR architectures).
+        - Output: ``(B, num_classes)`` logits.
+
+    Example:
+        >>> clf = build_classifier("resnet20")
+        >>> clf(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    arch = canonical_name(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if (mean is None) != (std is None):
+        raise ConfigError("give both mean and std for the input normalisation, or neither")
+    if mean is not None and std is not None:
+        mean, std = _stats(mean, "mean"), _stats(std, "std")
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"std must be positive, got {std}")
+    net = CLASSIFIERS.build(arch, num_classes=num_classes, **kwargs)
+    config = {
+        "arch": arch,
+        "name": arch,
+        "num_classes": num_classes,
+        "mean": mean,
+        "std": std,
+        "kwargs": dict(kwargs),
+    }
+    return Classifier(net, mean=mean, std=std, num_classes=num_classes, name=arch, config=config)
+
+
+def _stats(values: Sequence[float], what: str) -> list[float]:
+    out = [float(v) for v in values]
+    if len(out) != 3:
+        raise ConfigError(f"{what} needs one value per RGB channel (3), got {len(out)}: {out}")
+    return out
+
+
+def save_classifier(
+    classifier: Classifier,
+    prefix: str | Path,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``prefix.safetensors`` (network weights) and ``prefix.json`` (config), atomically.
+
+    Args:
+        classifier: a classifier from :func:`build_classifier` or :func:`load_classifier`
+            (its ``config["arch"]`` must name a registered architecture).
+        prefix: path without suffix (a ``.safetensors``/``.json`` suffix is accepted too).
+        metadata: extra JSON-ready entries for the config (e.g. accuracy, epochs, seed).
+
+    Returns:
+        The path of the ``.safetensors`` file.
+
+    Example:
+        >>> path = save_classifier(build_classifier("resnet20"), "/tmp/r20")
+        >>> path.name
+        'r20.safetensors'
+    """
+    if not isinstance(classifier, Classifier):
+        raise InputError(
+            f"save_classifier needs an irad Classifier, got {type(classifier).__name__} "
+            "(build it with irad.models.build_classifier)"
+        )
+    arch = classifier.config.get("arch")
+    if not isinstance(arch, str) or arch not in CLASSIFIERS:
+        raise ConfigError(
+            f"classifier {classifier.name!r} has no registered architecture in config['arch'] "
+            f"(got {arch!r}); register the network with @CLASSIFIERS.register(name) and build "
+            "it with build_classifier so that the checkpoint can be rebuilt"
+        )
+    config: dict[str, Any] = {"format": "irad-classifier", "format_version": 1}
+    for key, value in (metadata or {}).items():
+        if key in _CORE_KEYS:
+            raise ConfigError(f"metadata may not override the classifier's {key!r}")
+        config[key] = value
+    config.update({k: classifier.config.get(k) for k in _CORE_KEYS})
+    config["kwargs"] = dict(config["kwargs"] or {})
+    return save_state(prefix, classifier.net.state_dict(), config)
+
+
+def load_classifier(
+    spec: str | Path,
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Classifier:
+    """Load a classifier from an irad checkpoint or an akamaster-format ``.th`` file.
+
+    Args:
+        spec: an irad checkpoint (``x``, ``x.safetensors`` or ``x.json``; a folder holding
+            ``model.safetensors``, as the trainer writes, also works), or any other file: a
+            third-party PyTorch file (``.th``, ``.pt``, ``.pth``, ...) holding a state dict,
+            possibly under ``"state_dict"`` and with ``module.`` prefixes.
+        arch: architecture name. irad checkpoints record it (a different value here is an
+            error); third-party files need it unless the file name starts with it, as in
+            ``resnet56-4bfd9763.th``.
+        num_classes: expected number of classes (``None``: whatever the checkpoint has); a
+            checkpoint with another number is an error.
+        mean, std: override the input normalisation. Default: the checkpoint's for irad
+            checkpoints, the ImageNet statistics for third-party files (as akamaster trained).
+
+    Returns:
+        The :class:`Classifier` in eval mode, on the CPU.
+
+    Raises:
+        CheckpointError: the file is missing, unreadable or corrupt, or its tensors do not fit
+            the architecture (the message lists missing, unexpected and mismatched keys).
+        ConfigError: an unknown architecture name (the message lists the known ones).
+
+    Example:
+        >>> clf = load_classifier("weights/resnet56-4bfd9763.th")  # doctest: +SKIP
+        >>> clf.config["arch"]  # doctest: +SKIP
+        'resnet56'
+    """
+    path = _resolve(spec)
+    if path.is_file() and path.suffix not in IRAD_SUFFIXES:
+        clf = _load_torch_file(path, arch, num_classes, mean, std)
+    else:
+        clf = _load_irad(path, arch, num_classes, mean, std)
+    return clf.eval()
+
+
+def _resolve(spec: str | Path) -> Path:
+    """Find the file a spec names, or raise a CheckpointError that says what was tried."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        inside = path / "model.safetensors"
+        if inside.is_file():
+            return path / "model"
+        raise CheckpointError(
+            f"{path} is a folder without model.safetensors; pass the checkpoint file itself"
+        )
+    if path.is_file():
+        return path
+    weights, _ = checkpoint_paths(path)
+    if path.suffix not in TORCH_SUFFIXES and weights.is_file():
+        return path
+    hint = ""
+    if str(spec) in CLASSIFIERS:
+        hint = (
+            f" ({str(spec)!r} is an architecture name: pass a weights file, or build an untrained"
+            " model with irad.models.build_classifier)"
+        )
+    elif path.suffix not in TORCH_SUFFIXES:
+        hint = f" (looked for {path} and {weights})"
+    raise CheckpointError(f"checkpoint not found: {spec}{hint}")
+
+
+def _load_irad(
+    path: Path,
+    arch: str | None,
+    num_classes: int | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> Classifier:
+    tensors, config = load_state(path)
+    weights, cfg_path = checkpoint_paths(path)
+    saved_arch = config.get("arch")
+    if not isinstance(saved_arch, str):
+        raise CheckpointError(
+            f"{cfg_path} has no 'arch' entry, so it is not an irad classifier checkpoint "
+            "(those are written by irad.models.save_classifier)"
+        )
+    saved_arch = canonical_name(saved_arch)
+    if arch is not None and canonical_name(arch) != saved_arch:
+        raise CheckpointError(
+            f"{weights} holds a {saved_arch}, not a {canonical_name(arch)} "
+            f"(drop the architecture argument, or pass the {arch} checkpoint)"
+        )
+    saved_classes = config.get("num_classes")
+    if not isinstance(saved_classes, int):
+        raise CheckpointError(f"{cfg_path} has no integer 'num_classes' entry")
+    _check_classes(saved_classes, num_classes, weights)
+    kwargs = config.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{cfg_path}: 'kwargs' must be a JSON object, got {kwargs!r}")
+    clf = build_classifier(
+        saved_arch,
+        saved_classes,
+        mean=mean if mean is not None else config.get("mean"),
+        std=std if std is not None else config.get("std"),
+        **kwargs,
+    )
+    load_into(clf.net, tensors, str(weights))
+    return clf
+
+
+def _load_torch_file(
+    path: Path,
+    arch: str | None,
+    num_classes: int | None,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+) -> Classifier:
+    if arch is None:
+        arch = infer_arch(path)
+        if arch is None:
+            raise CheckpointError(
+                f"cannot tell the architecture of {path.name} from its name; pass it "
+                f"(arch=... in Python, --model on the command line). "
+                f"Known: {', '.join(CLASSIFIERS.names())}"
+            )
+    arch = canonical_name(arch)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types here (pickle, zip, EOF, key, runtime)
+        raise CheckpointError(_torch_load_problem(path, err)) from None
+    state = _state_dict_of(obj, path)
+    mean = IMAGENET_MEAN if mean is None else mean
+    std = IMAGENET_STD if std is None else std
+    clf = build_classifier(arch, num_classes or 10, mean=mean, std=std)
+    own = clf.net.state_dict()
+    head = _head_key(own)
+    if head in state:
+        found = int(state[head].shape[0])
+        _check_classes(found, num_classes, path)
+        if found != clf.num_classes:  # num_classes was left open: follow the checkpoint
+            clf = build_classifier(arch, found, mean=mean, std=std)
+            own = clf.net.state_dict()
+    # Checkpoints from PyTorch < 0.4.1 have no BatchNorm step counters; they do not affect
+    # inference (momentum is fixed), so take the fresh model's.
+    for key, value in own.items():
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = value
+    try:
+        load_into(clf.net, state, str(path))
+    except CheckpointError as err:
+        named = infer_arch(path)
+        if named is not None and named != arch:
+            raise CheckpointError(f"{err}; its file name suggests {named}, not {arch}") from None
+        raise
+    return clf
+
+
+def _torch_load_problem(path: Path, err: Exception) -> str:
+    """Turn torch.load's long, generic complaint into what went wrong and what to do."""
+    text = str(err)
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (
+            f"{path} holds Python objects besides tensors ({found.group(1)}), which irad never "
+            "unpickles (torch.load with weights_only=True). If you trust the file, load it "
+            "yourself and save just its state dict: torch.save(obj['state_dict'], 'clean.th')"
+        )
+    if isinstance(err, pickle.UnpicklingError):
+        detail = "its pickle stream is invalid"
+    else:
+        lines = text.strip().splitlines()
+        detail = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return (
+        f"{path} is not a readable PyTorch checkpoint ({detail}); is it truncated or another "
+        "kind of file? irad reads its own .safetensors + .json checkpoints and tensor-only "
+        "PyTorch files such as akamaster's .th"
+    )
+
+
+def _state_dict_of(obj: object, path: Path) -> dict[str, Tensor]:
+    """The state dict inside a loaded third-party file, without DataParallel's prefix."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model_state_dict", "model", "net"):
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(
+            f"{path} holds no state dict (got {type(obj).__name__}); expected a dict of tensors, "
+            "possibly under 'state_dict'"
+        )
+    bad = [str(k) for k, v in obj.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise CheckpointError(
+            f"{path} is not a state dict: entries {', '.join(bad[:5])} are not tensors"
+            f" (top-level keys: {', '.join(map(str, list(obj)[:8]))})"
+        )
+    return {str(k).removeprefix("module."): v for k, v in obj.items()}
+
+
+def _head_key(state: Mapping[str, Tensor]) -> str:
+    """The name of the classification head's weight: the last matrix in the state dict."""
+    return [k for k, v in state.items() if v.ndim == 2][-1]
+
+
+def _check_classes(found: int, wanted: int | None, source: object) -> None:
+    if wanted is not None and found != wanted:
+        raise CheckpointError(
+            f"checkpoint {source} has {found} classes, but num_classes={wanted} was asked for "
+            f"(pass num_classes={found}, or the checkpoint trained for {wanted} classes)"
+        )
+
+
+def infer_arch(path: str | Path) -> str | None:
+    """The architecture a file name starts with (``resnet56-4bfd9763.th`` -> ``resnet56``).
+
+    Returns ``None`` when no registered name is a prefix of the name.
+    """
+    stem = Path(path).name.split(".")[0].lower()
+    parts = re.split(r"[-_]", stem)
+    for k in range(len(parts), 0, -1):
+        candidate = "-".join(parts[:k])
+        if candidate in CLASSIFIERS:
+            return candidate
+    return None
+
+
+def model_fingerprint(module: nn.Module) -> str:
+    """Hex sha256 over a module's state dict (names, dtypes, shapes and values), for cache keys.
+
+    Two modules with equal weights and buffers have the same fingerprint, whatever device they
+    are on; changing any value changes it.
+
+    Example:
+        >>> import copy
+        >>> net = nn.Linear(2, 2)
+        >>> model_fingerprint(net) == model_fingerprint(copy.deepcopy(net))
+        True
+    """
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()

@@ -1,0 +1,203 @@
+"""The classifier objective: cross-entropy on augmented images, accuracy on a held-out subset."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from irad.data import RandomCropFlip, iterate_batches, num_batches
+from irad.errors import InputError
+from irad.models import Classifier, save_classifier
+
+
+class ClassifierObjective:
+    """Train an image classifier with cross-entropy; an :class:`irad.train.Objective`.
+
+    Each epoch draws the training set in a seeded random order (full batches only, so that batch
+    norm and DDP shards see equal batches), augments every batch with a seeded random crop and
+    flip, and after the epoch measures accuracy and loss on ``eval_set``.
+
+    Args:
+        classifier: the model; an :class:`irad.models.Classifier` (from ``build_classifier``)
+            so that the final weights can be saved with their config.
+        train_set: an :mod:`irad.data` data set (``ImageDataset`` or ``ImageFolderDataset``).
+        eval_set: evaluated after every epoch (``None``: no evaluation). Use a subset for speed.
+        batch_size: images per step (must equal ``TrainConfig.batch_size``).
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        augment: ``augment(x, generator=g)`` for training batches; default
+            ``RandomCropFlip(padding=4)``; ``None`` for none.
+        eval_batch_size: images per forward pass during evaluation.
+        eval_name: prefix of the evaluation metrics (``"test"`` gives ``test_acc``, ``test_loss``).
+        channels_last: keep the classifier's weights and batches in channels-last memory layout
+            (the same numbers, up to float round-off; convolutions ran ~20 % faster on a CPU).
+
+    Shape:
+        - batches: ``x`` ``(B, 3, H, W)`` float in [0, 1]; ``y`` ``(B,)`` int64.
+
+    Example:
+        >>> train = load_dataset("cifar10", "train")  # doctest: +SKIP
+        >>> test = load_dataset("cifar10", "test").subset(1000)  # doctest: +SKIP
+        >>> objective = ClassifierObjective(
+        ...     build_classifier("resnet20"), train, test, batch_size=128)  # doctest: +SKIP
+        >>> config = TrainConfig(batch_size=128, out_dir="runs/r20")
+        >>> Trainer(objective, config).fit()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        classifier: nn.Module,
+        train_set: Any,
+        eval_set: Any | None = None,
+        *,
+        batch_size: int = 128,
+        label_smoothing: float = 0.0,
+        augment: Callable[..., Tensor] | str | None = "default",
+        eval_batch_size: int = 500,
+        eval_name: str = "test",
+        channels_last: bool = False,
+    ) -> None:
+        if not isinstance(classifier, nn.Module):
+            raise InputError(f"classifier must be an nn.Module, got {type(classifier).__name__}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise InputError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if len(train_set) < batch_size:
+            raise InputError(
+                f"the training set has {len(train_set)} images, fewer than one batch of "
+                f"{batch_size}; lower the batch size"
+            )
+        num_classes = getattr(classifier, "num_classes", None)
+        labels = getattr(train_set, "y", None)
+        if num_classes is not None and isinstance(labels, Tensor) and labels.numel():
+            top = int(labels.max())
+            if top >= num_classes:
+                raise InputError(
+                    f"the training set has label {top} but the classifier predicts only "
+                    f"{num_classes} classes; build it with num_classes={top + 1}"
+                )
+        self.module = classifier
+        self.classifier = classifier
+        self.train_set = train_set
+        self.eval_set = eval_set
+        self.batch_size = batch_size
+        self.label_smoothing = float(label_smoothing)
+        self.augment = RandomCropFlip(padding=4) if augment == "default" else augment
+        self.eval_batch_size = eval_batch_size
+        self.eval_name = eval_name
+        self.channels_last = channels_last
+        if channels_last:
+            classifier.to(memory_format=torch.channels_last)
+        self.last_evaluation: dict[str, float] = {}
+
+    # -- Objective -----------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        return num_batches(self.train_set, self.batch_size, drop_last=True)
+
+    def batches(
+        self, epoch: int, generator: torch.Generator, start_batch: int
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        # One seed per epoch from the trainer's generator: iterate_batches derives the order
+        # from it and each batch's augmentation from (seed, batch index), so resuming at
+        # start_batch reproduces the remaining batches exactly.
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        return iterate_batches(
+            self.train_set,
+            self.batch_size,
+            shuffle=True,
+            seed=seed,
+            augment=self.augment,
+            drop_last=True,
+            start_batch=start_batch,
+        )
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        x, y = batch
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = self.module(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        acc = (logits.detach().argmax(1) == y).float().mean()
+        return loss, {"acc": acc}
+
+    def evaluate(self) -> dict[str, float]:
+        if self.eval_set is None:
+            return {}
+        acc, loss = evaluate_classifier(
+            self.module, self.eval_set, self.eval_batch_size, channels_last=self.channels_last
+        )
+        self.last_evaluation = {f"{self.eval_name}_acc": acc, f"{self.eval_name}_loss": loss}
+        return dict(self.last_evaluation)
+
+    def model_config(self) -> dict[str, Any]:
+        config = getattr(self.classifier, "config", None)
+        return dict(config) if isinstance(config, dict) else {"name": type(self.module).__name__}
+
+    def objective_config(self) -> dict[str, Any]:
+        """Settings a resumed run must share: loss, augmentation, batching, training data."""
+        data = self.train_set
+        fingerprint = getattr(data, "fingerprint", None)
+        return {
+            "objective": "classifier",
+            "loss": "cross_entropy",
+            "label_smoothing": self.label_smoothing,
+            "augment": None if self.augment is None else repr(self.augment),
+            "batch_size": self.batch_size,
+            "drop_last": True,
+            "train_set": {
+                "name": getattr(data, "name", type(data).__name__),
+                "description": getattr(data, "description", None),
+                "size": len(data),
+                "fingerprint": fingerprint() if callable(fingerprint) else None,
+            },
+        }
+
+    def save_model(self, prefix: str | Path) -> Path:
+        if not isinstance(self.classifier, Classifier):
+            raise InputError(
+                f"saving needs an irad Classifier, got {type(self.classifier).__name__} "
+                "(build it with irad.models.build_classifier)"
+            )
+        training = {**self.objective_config(), "last_evaluation": self.last_evaluation}
+        if self.eval_set is not None:
+            training["eval_set"] = getattr(self.eval_set, "description", None)
+        return save_classifier(self.classifier, prefix, metadata={"training": training})
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    classifier: nn.Module, dataset: Any, batch_size: int = 500, *, channels_last: bool = False
+) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of ``classifier`` on ``dataset``, in eval mode.
+
+    Runs on the device of the classifier's parameters and restores its train/eval mode.
+
+    Shape:
+        - batches: images ``(B, 3, H, W)`` in [0, 1], labels ``(B,)``.
+
+    Example:
+        >>> acc, loss = evaluate_classifier(build_classifier("resnet20"), test)  # doctest: +SKIP
+    """
+    if len(dataset) == 0:
+        raise InputError("the evaluation set is empty")
+    tensor = next(iter(classifier.parameters()), None)
+    device = tensor.device if tensor is not None else torch.device("cpu")
+    was_training = classifier.training
+    classifier.eval()
+    correct, loss_sum = 0, 0.0
+    try:
+        for x, y in iterate_batches(dataset, batch_size):
+            x, y = x.to(device), y.to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = classifier(x).float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+    finally:
+        classifier.train(was_training)
+    return correct / len(dataset), loss_sum / len(dataset)
