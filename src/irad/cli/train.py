@@ -32,6 +32,14 @@ Schedule = Annotated[
         "cosine to 0) or constant; stepped every batch."
     ),
 ]
+PresetSchedule = Annotated[
+    str | None,
+    typer.Option(
+        "--schedule",
+        help="onecycle, cosine or constant, stepped every batch (default: the preset's: paper "
+        "constant, cpu cosine).",
+    ),
+]
 Warmup = Annotated[
     float | None,
     typer.Option(
@@ -338,10 +346,12 @@ def train_inr(
     eval_n: Annotated[int, typer.Option(min=0, help="Pairs in the per-epoch evaluation.")] = 256,
     epochs: Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="Default: the preset's (1e-4).")] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0.0, help="Default: the preset's (paper 1e-4, cpu 5e-4).")
+    ] = None,
     beta1: Annotated[float | None, typer.Option(help="Default: the preset's (0).")] = None,
     beta2: Annotated[float | None, typer.Option(help="Default: the preset's (0.9).")] = None,
-    schedule: Schedule = "constant",
+    schedule: PresetSchedule = None,
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = False,
@@ -390,7 +400,7 @@ def train_inr(
             p.inr_betas[0] if beta1 is None else beta1,
             p.inr_betas[1] if beta2 is None else beta2,
         ),
-        schedule=schedule,
+        schedule=schedule or p.inr_schedule,
         seed=seed,
         out_dir=out if out is not None else Path("runs") / f"inr-{preset}",
         device=device,
