@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -46,6 +46,11 @@ Warmup = Annotated[
         help="Fraction of all steps spent warming up (default: 0.25 for onecycle, 0 otherwise)."
     ),
 ]
+# the IRAD stages' numbers, whose defaults come from the preset (``None``: the preset's)
+PresetEpochs = Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")]
+PresetBatchSize = Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")]
+PresetBeta1 = Annotated[float | None, typer.Option(help="Default: the preset's (0).")]
+PresetBeta2 = Annotated[float | None, typer.Option(help="Default: the preset's (0.9).")]
 GradClip = Annotated[float | None, typer.Option(help="Clip the gradient norm to this value.")]
 Seed = Annotated[
     int, typer.Option(min=0, help="Seeds initialisation, data order, augmentation, dropout.")
@@ -307,6 +312,56 @@ def _preset_config(preset: str) -> Any:
     return p
 
 
+def _stage_config(
+    p: Any,
+    stage: Literal["inr", "samplenet"],
+    *,
+    epochs: int | None,
+    batch_size: int | None,
+    lr: float | None,
+    beta1: float | None,
+    beta2: float | None,
+    **run: Any,
+) -> Any:
+    """TrainConfig of IRAD stage ``stage`` (``"inr"`` or ``"samplenet"``): Adam, no weight decay.
+
+    Epochs, batch size, lr and betas not given come from the preset's ``<stage>_epochs``,
+    ``<stage>_batch_size``, ``<stage>_lr`` and ``<stage>_betas``; ``run`` holds the other fields.
+    """
+    from irad.train import TrainConfig
+
+    preset_beta1, preset_beta2 = getattr(p, f"{stage}_betas")
+    return TrainConfig(
+        epochs=epochs or getattr(p, f"{stage}_epochs"),
+        batch_size=batch_size or getattr(p, f"{stage}_batch_size"),
+        lr=lr or getattr(p, f"{stage}_lr"),
+        optimizer="adam",
+        weight_decay=0.0,
+        betas=(
+            preset_beta1 if beta1 is None else beta1,
+            preset_beta2 if beta2 is None else beta2,
+        ),
+        **run,
+    )
+
+
+def _training_pairs(
+    pairs: Path, limit: int | None, eval_pairs: Path | None, data_dir: Path | None
+) -> tuple[Any, Any]:
+    """The first ``limit`` pairs (``None`` or 0: all) and the pairs to evaluate on.
+
+    Without ``eval_pairs``, evaluate on the pairs beyond ``limit`` (held out from training) when
+    there are any, else on the training pairs.
+    """
+    from irad.train.pairs import PairDataset
+
+    full = PairDataset(pairs, data_dir=data_dir)
+    data = full.head(limit) if limit and limit < len(full) else full
+    if eval_pairs is not None:
+        return data, PairDataset(eval_pairs, data_dir=data_dir)
+    return data, full.rows(len(data)) if len(full) > len(data) else data
+
+
 def train_inr(
     pairs: Annotated[
         Path | None,
@@ -344,13 +399,13 @@ def train_inr(
         ),
     ] = None,
     eval_n: Annotated[int, typer.Option(min=0, help="Pairs in the per-epoch evaluation.")] = 256,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")] = None,
+    epochs: PresetEpochs = None,
+    batch_size: PresetBatchSize = None,
     lr: Annotated[
         float | None, typer.Option(min=0.0, help="Default: the preset's (paper 1e-4, cpu 5e-4).")
     ] = None,
-    beta1: Annotated[float | None, typer.Option(help="Default: the preset's (0).")] = None,
-    beta2: Annotated[float | None, typer.Option(help="Default: the preset's (0.9).")] = None,
+    beta1: PresetBeta1 = None,
+    beta2: PresetBeta2 = None,
     schedule: PresetSchedule = None,
     seed: Seed = 0,
     out: Out = None,
@@ -368,7 +423,6 @@ def train_inr(
     or `irad quality --recons RUN`), RUN/last.* (resumable), RUN/history.jsonl.
     """
     from irad.data import load_dataset
-    from irad.train import TrainConfig
     from irad.train.inr import ImplicitRepresentationObjective
     from irad.train.pairs import PairDataset
     from irad.utils.seed import seed_everything
@@ -378,28 +432,21 @@ def train_inr(
     tasks = task or ["pgd-denoising"]
     limit = p.inr_train_subset if train_n is None else train_n
     data: Any
-    evaluation = PairDataset(eval_pairs, data_dir=data_dir) if eval_pairs else None
     if pairs is not None:
-        data = full = PairDataset(pairs, data_dir=data_dir)
-        if limit and limit < len(full):
-            data = full.head(limit)
-        if evaluation is None:
-            # held-out pairs when there are any, else the first training pairs
-            evaluation = full.rows(len(data)) if len(full) > len(data) else data
+        data, evaluation = _training_pairs(pairs, limit, eval_pairs, data_dir)
     else:
+        evaluation = PairDataset(eval_pairs, data_dir=data_dir) if eval_pairs else None
         data = load_dataset(dataset, "train", data_dir)
         if limit and limit < len(data):
             data = data.subset(limit)
-    config = TrainConfig(
-        epochs=epochs or p.inr_epochs,
-        batch_size=batch_size or p.inr_batch_size,
-        lr=lr or p.inr_lr,
-        optimizer="adam",
-        weight_decay=0.0,
-        betas=(
-            p.inr_betas[0] if beta1 is None else beta1,
-            p.inr_betas[1] if beta2 is None else beta2,
-        ),
+    config = _stage_config(
+        p,
+        "inr",
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
         schedule=schedule or p.inr_schedule,
         seed=seed,
         out_dir=out if out is not None else Path("runs") / f"inr-{preset}",
@@ -472,11 +519,11 @@ def train_samplenet(
         typer.Option(min=0, help="Train on the first N pairs (default: the preset's; 0: all)."),
     ] = None,
     data_dir: DataDir = None,
-    epochs: Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="Default: the preset's.")] = None,
+    epochs: PresetEpochs = None,
+    batch_size: PresetBatchSize = None,
     lr: Annotated[float | None, typer.Option(min=0.0, help="Default: the preset's (2e-4).")] = None,
-    beta1: Annotated[float | None, typer.Option(help="Default: the preset's (0).")] = None,
-    beta2: Annotated[float | None, typer.Option(help="Default: the preset's (0.9).")] = None,
+    beta1: PresetBeta1 = None,
+    beta2: PresetBeta2 = None,
     schedule: Schedule = "constant",
     seed: Seed = 0,
     out: Out = None,
@@ -496,33 +543,24 @@ def train_samplenet(
     from irad.defenses.implicit import IRAD
     from irad.models import load_classifier
     from irad.models.samplenet import SampleNetConfig
-    from irad.train import TrainConfig
-    from irad.train.pairs import PairDataset
     from irad.train.samplenet import SampleNetObjective
     from irad.utils.seed import seed_everything
 
     _set_threads(threads)
     p = _preset_config(preset)
-    full = PairDataset(pairs, data_dir=data_dir)
     limit = p.samplenet_train_pairs if train_n is None else train_n
-    data = full.head(limit) if limit and limit < len(full) else full
-    # Without separate evaluation pairs, evaluate on pairs SampleNet does not train on (if any).
-    evaluation = PairDataset(eval_pairs, data_dir=data_dir) if eval_pairs else full
-    if eval_pairs is None and len(full) > len(data):
-        evaluation = full.rows(len(data))
+    data, evaluation = _training_pairs(pairs, limit, eval_pairs, data_dir)
     sn_config = (
         SampleNetConfig.official(p.samplenet_hidden) if official_layout else p.samplenet_config()
     )
-    config = TrainConfig(
-        epochs=epochs or p.samplenet_epochs,
-        batch_size=batch_size or p.samplenet_batch_size,
-        lr=lr or p.samplenet_lr,
-        optimizer="adam",
-        weight_decay=0.0,
-        betas=(
-            p.samplenet_betas[0] if beta1 is None else beta1,
-            p.samplenet_betas[1] if beta2 is None else beta2,
-        ),
+    config = _stage_config(
+        p,
+        "samplenet",
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        beta1=beta1,
+        beta2=beta2,
         schedule=schedule,
         seed=seed,
         out_dir=out if out is not None else Path("runs") / f"irad-{preset}",

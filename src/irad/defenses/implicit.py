@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
@@ -155,12 +155,150 @@ def _preset_name(preset: str | ImplicitPreset | None) -> str:
     return preset.name if isinstance(preset, ImplicitPreset) else str(preset)
 
 
+def _representation_from(config: dict[str, Any]) -> ImplicitRepresentation:
+    """A fresh representation with the sizes a checkpoint's JSON config records."""
+    return ImplicitRepresentation(ImplicitConfig.from_dict(config["representation"]))
+
+
+# --------------------------------------------------------------------------------------------
+# what both defenses share: sizes, config() and checkpoints
+# --------------------------------------------------------------------------------------------
+
+
+class _ImplicitDefense(Defense):
+    """Base of both defenses: the representation, preset and chunk size, and their checkpoints.
+
+    A subclass names its registry entry, the checkpoint formats and bundled-weight prefixes it
+    reads, and says which module the checkpoint's tensors belong to (:meth:`_weights`), what its
+    JSON config holds (:meth:`checkpoint_config`) and how to build a model of a config's sizes
+    (:meth:`_from_config`). ``save`` / ``save_pretrained`` / ``from_pretrained`` /
+    ``load_weights`` are then the same for both.
+    """
+
+    stochastic = False
+    differentiable = True
+    #: Registry name written by :meth:`config`.
+    _registry_name: ClassVar[str]
+    #: Checkpoint formats this class loads (``from_pretrained``, ``load_weights``).
+    _formats: ClassVar[tuple[str, ...]]
+    #: Prefixes of bundled weight names (``<prefix>-<name>.safetensors``) it tries, in order.
+    _bundled: ClassVar[tuple[str, ...]]
+    #: Per loadable format: the key prefix of this class's tensors inside that file.
+    _tensor_prefix: ClassVar[dict[str, str]] = {}
+
+    def __init__(
+        self,
+        representation: ImplicitRepresentation | None,
+        preset: str | ImplicitPreset | None,
+        sizes: ImplicitPreset | None,
+        chunk_size: int | None,
+    ) -> None:
+        super().__init__()
+        if representation is None:
+            if sizes is None:
+                raise ConfigError("give a representation or a preset")
+            representation = ImplicitRepresentation(sizes.representation_config())
+        self.representation = representation
+        self.preset = _preset_name(preset)
+        if chunk_size is None:
+            chunk_size = sizes.chunk_size if sizes is not None else DEFAULT_CHUNK_SIZE
+        self.chunk_size = chunk_size
+        self.source: str | None = None
+
+    def config(self) -> dict[str, Any]:
+        """Registry name and the factory's arguments: ``build_defense(**config)`` reloads it.
+
+        The sizes live in the checkpoint (see :meth:`checkpoint_config`).
+        """
+        return {
+            "name": self._registry_name,
+            "checkpoint": self.source,
+            "preset": self.preset,
+            "chunk_size": self.chunk_size,
+        }
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def checkpoint_config(self) -> dict[str, Any]:
+        """The JSON config stored beside the weights."""
+        raise NotImplementedError  # pragma: no cover - each subclass defines it
+
+    def _weights(self) -> nn.Module:
+        """The module whose ``state_dict`` is the checkpoint's tensors."""
+        raise NotImplementedError  # pragma: no cover - each subclass defines it
+
+    @classmethod
+    def _from_config(cls, config: dict[str, Any], chunk_size: int | None) -> Self:
+        """An untrained model with the sizes ``config`` (a checkpoint's JSON) records."""
+        raise NotImplementedError  # pragma: no cover - each subclass defines it
+
+    def save(self, prefix: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+        """Write ``prefix.safetensors`` + ``prefix.json``; returns the weights path."""
+        config = self.checkpoint_config()
+        if extra:
+            config["extra"] = extra
+        return save_state(prefix, self._weights().state_dict(), config)
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``directory/model.safetensors`` + ``directory/model.json``."""
+        return self.save(Path(directory) / CHECKPOINT_STEM)
+
+    @classmethod
+    def _read(cls, spec: str | os.PathLike[str]) -> tuple[str, dict[str, Tensor], dict[str, Any]]:
+        """``(source, tensors, config)`` of a checkpoint this class reads.
+
+        The tensors are keyed as in :meth:`_weights`'s ``state_dict``.
+        """
+        prefix = resolve_checkpoint(spec, cls._bundled)
+        tensors, config = load_state(prefix)
+        source = str(prefix)
+        fmt = _check_format(config, cls._formats, source)
+        if fmt in cls._tensor_prefix:
+            tensors = _split(tensors, cls._tensor_prefix[fmt])
+        return source, tensors, config
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        spec: str | os.PathLike[str],
+        *,
+        preset: str | ImplicitPreset | None = None,
+        chunk_size: int | None = None,
+        map_location: str | torch.device = "cpu",
+    ) -> Self:
+        """Load from a folder, a prefix, or a bundled name (``"cifar10"``), with its own sizes.
+
+        An :class:`ImplicitReconstruction` also loads from an IRAD checkpoint (it takes the
+        representation and leaves SampleNet out).
+
+        Args:
+            spec: see :func:`resolve_checkpoint`.
+            preset: if given, the checkpoint must have been saved with this preset.
+            chunk_size: override the saved chunk size.
+        """
+        source, tensors, config = cls._read(spec)
+        _check_preset(config, preset, source)
+        out = cls._from_config(config, chunk_size or config.get("chunk_size"))
+        out.preset = str(config.get("preset", "custom"))
+        _load_module(out._weights(), tensors, source, out.preset, None, cls.__name__)
+        out.source = source
+        return out.to(map_location)
+
+    def load_weights(self, spec: str | os.PathLike[str]) -> None:
+        """Load a checkpoint's weights into this model (sizes must match)."""
+        source, tensors, config = self._read(spec)
+        _load_module(
+            self._weights(), tensors, source, self.preset, config.get("preset"), type(self).__name__
+        )
+        self.source = source
+
+
 # --------------------------------------------------------------------------------------------
 # the DISCO-style defense
 # --------------------------------------------------------------------------------------------
 
 
-class ImplicitReconstruction(Defense):
+class ImplicitReconstruction(_ImplicitDefense):
     """``RECONS(x)``: the implicit representation queried at the unshifted pixel centres.
 
     Args:
@@ -180,8 +318,11 @@ class ImplicitReconstruction(Defense):
         torch.Size([1, 3, 8, 8])
     """
 
-    stochastic = False
-    differentiable = True
+    _registry_name = "recons"
+    # Also reads IRAD checkpoints: their representation, leaving SampleNet out.
+    _formats = (FORMAT_REPRESENTATION, FORMAT_IRAD)
+    _bundled = ("recons", "irad")
+    _tensor_prefix: ClassVar[dict[str, str]] = {FORMAT_IRAD: "representation."}
 
     def __init__(
         self,
@@ -190,33 +331,12 @@ class ImplicitReconstruction(Defense):
         preset: str | ImplicitPreset | None = "cpu",
         chunk_size: int | None = None,
     ) -> None:
-        super().__init__()
+        # The preset sizes only a fresh representation (and then sets the default chunk size).
         p = get_preset(preset) if preset is not None and representation is None else None
-        if representation is None:
-            if p is None:
-                raise ConfigError("give a representation or a preset")
-            representation = ImplicitRepresentation(p.representation_config())
-        self.representation = representation
-        self.preset = _preset_name(preset)
-        if chunk_size is None:
-            chunk_size = p.chunk_size if p is not None else DEFAULT_CHUNK_SIZE
-        self.chunk_size = chunk_size
-        self.source: str | None = None
+        super().__init__(representation, preset, p, chunk_size)
 
     def purify(self, x: Tensor) -> Tensor:
         return self.representation(x, chunk_size=self.chunk_size)
-
-    def config(self) -> dict[str, Any]:
-        """Registry name and the factory's arguments: ``build_defense(**config)`` reloads it.
-
-        The sizes live in the checkpoint (see :meth:`checkpoint_config`).
-        """
-        return {
-            "name": "recons",
-            "checkpoint": self.source,
-            "preset": self.preset,
-            "chunk_size": self.chunk_size,
-        }
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -230,63 +350,12 @@ class ImplicitReconstruction(Defense):
             "chunk_size": self.chunk_size,
         }
 
-    def save(self, prefix: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
-        """Write ``prefix.safetensors`` + ``prefix.json``; returns the weights path."""
-        config = self.checkpoint_config()
-        if extra:
-            config["extra"] = extra
-        return save_state(prefix, self.representation.state_dict(), config)
-
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``directory/model.safetensors`` + ``directory/model.json``."""
-        return self.save(Path(directory) / CHECKPOINT_STEM)
+    def _weights(self) -> nn.Module:
+        return self.representation
 
     @classmethod
-    def from_pretrained(
-        cls,
-        spec: str | os.PathLike[str],
-        *,
-        preset: str | ImplicitPreset | None = None,
-        chunk_size: int | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> ImplicitReconstruction:
-        """Load from a folder, a prefix, or a bundled name; also from an IRAD checkpoint.
-
-        Args:
-            spec: see :func:`resolve_checkpoint`.
-            preset: if given, the checkpoint must have been saved with this preset.
-            chunk_size: override the saved chunk size.
-        """
-        prefix = resolve_checkpoint(spec, ("recons", "irad"))
-        tensors, config = load_state(prefix)
-        source = str(prefix)
-        fmt = _check_format(config, (FORMAT_REPRESENTATION, FORMAT_IRAD), source)
-        _check_preset(config, preset, source)
-        rep = ImplicitRepresentation(ImplicitConfig.from_dict(config["representation"]))
-        if fmt == FORMAT_IRAD:
-            tensors = _split(tensors, "representation.")
-        _load_module(rep, tensors, source, "custom", None, cls.__name__)
-        out = cls(rep, preset=None, chunk_size=chunk_size or config.get("chunk_size"))
-        out.preset = str(config.get("preset", "custom"))
-        out.source = source
-        return out.to(map_location)
-
-    def load_weights(self, spec: str | os.PathLike[str]) -> None:
-        """Load a checkpoint's weights into this model (sizes must match)."""
-        prefix = resolve_checkpoint(spec, ("recons", "irad"))
-        tensors, config = load_state(prefix)
-        fmt = _check_format(config, (FORMAT_REPRESENTATION, FORMAT_IRAD), str(prefix))
-        if fmt == FORMAT_IRAD:
-            tensors = _split(tensors, "representation.")
-        _load_module(
-            self.representation,
-            tensors,
-            str(prefix),
-            self.preset,
-            config.get("preset"),
-            type(self).__name__,
-        )
-        self.source = str(prefix)
+    def _from_config(cls, config: dict[str, Any], chunk_size: int | None) -> ImplicitReconstruction:
+        return cls(_representation_from(config), preset=None, chunk_size=chunk_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,7 +363,7 @@ class ImplicitReconstruction(Defense):
 # --------------------------------------------------------------------------------------------
 
 
-class IRAD(Defense):
+class IRAD(_ImplicitDefense):
     """IRAD: implicit representation + SampleNet resampling (Sec. 4, Eq. 9-10).
 
     For an image ``x``: ``F = FEAT(x)`` (once); ``s = SAMPLENET(F, G)`` on the pixel-centre grid
@@ -321,8 +390,9 @@ class IRAD(Defense):
         torch.Size([1, 3, 8, 8])
     """
 
-    stochastic = False
-    differentiable = True
+    _registry_name = "irad"
+    _formats = (FORMAT_IRAD,)
+    _bundled = ("irad",)
 
     def __init__(
         self,
@@ -333,12 +403,9 @@ class IRAD(Defense):
         samplenet_config: SampleNetConfig | None = None,
         chunk_size: int | None = None,
     ) -> None:
-        super().__init__()
         p = get_preset(preset) if preset is not None else None
-        if representation is None:
-            if p is None:
-                raise ConfigError("give a representation or a preset")
-            representation = ImplicitRepresentation(p.representation_config())
+        super().__init__(representation, preset, p, chunk_size)
+        representation = self.representation
         if samplenet is None:
             if samplenet_config is None:
                 samplenet_config = p.samplenet_config() if p is not None else SampleNetConfig()
@@ -355,13 +422,7 @@ class IRAD(Defense):
                 f"SampleNet reads {samplenet.feat_dim} feature channels but the representation's "
                 f"encoder has {representation.config.encoder.n_feats}"
             )
-        self.representation = representation
         self.samplenet = samplenet
-        self.preset = _preset_name(preset)
-        if chunk_size is None:
-            chunk_size = p.chunk_size if p is not None else DEFAULT_CHUNK_SIZE
-        self.chunk_size = chunk_size
-        self.source: str | None = None
 
     @classmethod
     def from_representation(
@@ -482,18 +543,6 @@ class IRAD(Defense):
         out.preset, out.source = self.preset, self.source
         return out
 
-    def config(self) -> dict[str, Any]:
-        """Registry name and the factory's arguments: ``build_defense(**config)`` reloads it.
-
-        The sizes and SampleNet's settings live in the checkpoint (:meth:`checkpoint_config`).
-        """
-        return {
-            "name": "irad",
-            "checkpoint": self.source,
-            "preset": self.preset,
-            "chunk_size": self.chunk_size,
-        }
-
     # -- checkpoints -----------------------------------------------------------------------
 
     def checkpoint_config(self) -> dict[str, Any]:
@@ -509,61 +558,19 @@ class IRAD(Defense):
             "chunk_size": self.chunk_size,
         }
 
-    def save(self, prefix: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
-        """Write ``prefix.safetensors`` + ``prefix.json``; returns the weights path."""
-        config = self.checkpoint_config()
-        if extra:
-            config["extra"] = extra
-        return save_state(prefix, self.state_dict(), config)
-
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
-        """Write ``directory/model.safetensors`` + ``directory/model.json``."""
-        return self.save(Path(directory) / CHECKPOINT_STEM)
+    def _weights(self) -> nn.Module:
+        return self
 
     @classmethod
-    def from_pretrained(
-        cls,
-        spec: str | os.PathLike[str],
-        *,
-        preset: str | ImplicitPreset | None = None,
-        chunk_size: int | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> IRAD:
-        """Load an IRAD checkpoint from a folder, a prefix, or a bundled name (``"cifar10"``).
-
-        Args:
-            spec: see :func:`resolve_checkpoint`.
-            preset: if given, the checkpoint must have been saved with this preset.
-            chunk_size: override the saved chunk size.
-        """
-        prefix = resolve_checkpoint(spec, ("irad",))
-        tensors, config = load_state(prefix)
-        source = str(prefix)
-        _check_format(config, (FORMAT_IRAD,), source)
-        _check_preset(config, preset, source)
-        rep = ImplicitRepresentation(ImplicitConfig.from_dict(config["representation"]))
-        sn_cfg = SampleNetConfig.from_dict(config["samplenet"])
+    def _from_config(cls, config: dict[str, Any], chunk_size: int | None) -> IRAD:
+        rep = _representation_from(config)
         enc = config.get("samplenet_encoder")
         sn = SampleNet(
             rep.config.encoder.n_feats,
-            sn_cfg,
+            SampleNetConfig.from_dict(config["samplenet"]),
             encoder=EDSRConfig(**enc) if enc else None,
         )
-        out = cls(rep, sn, preset=None, chunk_size=chunk_size or config.get("chunk_size"))
-        out.preset = str(config.get("preset", "custom"))
-        _load_module(out, tensors, source, out.preset, None, cls.__name__)
-        out.source = source
-        return out.to(map_location)
-
-    def load_weights(self, spec: str | os.PathLike[str]) -> None:
-        """Load an IRAD checkpoint's weights into this model (sizes must match)."""
-        prefix = resolve_checkpoint(spec, ("irad",))
-        tensors, config = load_state(prefix)
-        _check_format(config, (FORMAT_IRAD,), str(prefix))
-        _load_module(
-            self, tensors, str(prefix), self.preset, config.get("preset"), type(self).__name__
-        )
-        self.source = str(prefix)
+        return cls(rep, sn, preset=None, chunk_size=chunk_size)
 
 
 # --------------------------------------------------------------------------------------------
