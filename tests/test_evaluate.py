@@ -36,7 +36,12 @@ from irad.evaluate import (
     worst_case,
 )
 from irad.evaluate.cache import AdversarialCache, PartialStore
-from irad.evaluate.sanity import check_blackbox, check_large_eps, check_monotonic
+from irad.evaluate.sanity import (
+    check_blackbox,
+    check_large_eps,
+    check_monotonic,
+    check_ra_below_sa,
+)
 from irad.models.classifier import Classifier
 
 K, SIZE, N = 3, 8, 24
@@ -574,3 +579,21 @@ def test_real_resnet56_pgd_smoke(tmp_path: Path) -> None:
     )
     assert result.sa("none").percent > 85
     assert result.ra("none", "pgd:steps=20").percent <= 1.0
+
+
+def test_ra_above_sa_is_flagged_when_significant_and_named_when_within_noise() -> None:
+    clean = torch.zeros(1, 200, dtype=torch.bool)
+    clean[0, :160] = True  # SA 80 %
+    small = clean.clone()
+    small[0, 160:164] = True  # RA 82 %: 4 images flipped to correct
+    large = clean.clone()
+    large[0, 160:200] = True  # RA 100 %
+    below = clean.clone()
+    below[0, :100] = False
+    quiet = check_ra_below_sa(clean, small, attack="pgd", margin=2.0)
+    assert quiet.status == "pass"
+    assert "above SA 80.00% by 2.00 points, within noise" in quiet.message
+    loud = check_ra_below_sa(clean, large, attack="pgd", margin=2.0)
+    assert loud.status == "warn" and "exceeds SA" in loud.message
+    fine = check_ra_below_sa(clean, below, attack="pgd", margin=2.0)
+    assert fine.status == "pass" and "<= SA" in fine.message

@@ -213,6 +213,17 @@ def check_ra_below_sa(
             "behaves differently on perturbed inputs).",
             defense,
         )
+    if ra.percent > sa.percent:
+        # Not flagged, but not hidden either: the rise is within the margin or not significant.
+        return SanityCheck(
+            name,
+            PASS,
+            f"{attack} RA {ra.percent:.2f}% is above SA {sa.percent:.2f}% by "
+            f"{ra.percent - sa.percent:.2f} points, within noise (margin {margin:.1f} points, "
+            f"paired test z={z:g}); a gradient that does not fit the defense (e.g. BPDA's "
+            "identity for a geometric one) can do this",
+            defense,
+        )
     return SanityCheck(
         name, PASS, f"{attack} RA {ra.percent:.2f}% <= SA {sa.percent:.2f}%", defense
     )
