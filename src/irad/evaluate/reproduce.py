@@ -60,23 +60,37 @@ def _register(spec: TableSpec) -> TableSpec:
     return spec
 
 
+# The baseline rows shared by several tables: (label, defense spec, key in the paper's tables).
+_NAIVE_RESAMPLING = (
+    ("IR(bil, d=1.5)", "ir-bil-si:shift=1.5", "ir-bil-si"),
+    ("IR(bil, γ=1.5)", "ir-bil-sv:shift=1.5", "ir-bil-sv"),
+    ("IR(nea, d=1.5)", "ir-nea-si:shift=1.5", "ir-nea-si"),
+    ("IR(nea, γ=1.5)", "ir-nea-sv:shift=1.5", "ir-nea-sv"),
+)
+_CLASSIC = (
+    ("Bit reduction (4 bits)", "bit-depth:bits=4", "bit-depth"),
+    ("JPEG (quality 75)", "jpeg:quality=75", "jpeg"),
+    ("Randomization (p=0.8)", "randomization:p=0.8", "randomization"),
+    ("Median filter (3×3)", "median:kernel_size=3", "median"),
+)
+
+
+def _rows(
+    entries: tuple[tuple[str, str, str], ...], figures: dict[str, paper.PaperRow]
+) -> tuple[TableRow, ...]:
+    """Rows with the paper's figures where ``figures`` has them."""
+    return tuple(TableRow(label, spec, figures.get(key)) for label, spec, key in entries)
+
+
+_NO_DEFENSE = (("w.o. defense", "none", "none"),)
+
 _register(
     TableSpec(
         name="table1",
         title="Table 1 (naive image resampling) and Table 2's baseline rows, oblivious AutoAttack",
         threat="oblivious",
         attacks=("autoattack",),
-        rows=(
-            TableRow("w.o. defense", "none", paper.TABLE1["none"]),
-            TableRow("IR(bil, d=1.5)", "ir-bil-si:shift=1.5", paper.TABLE1["ir-bil-si"]),
-            TableRow("IR(bil, γ=1.5)", "ir-bil-sv:shift=1.5", paper.TABLE1["ir-bil-sv"]),
-            TableRow("IR(nea, d=1.5)", "ir-nea-si:shift=1.5", paper.TABLE1["ir-nea-si"]),
-            TableRow("IR(nea, γ=1.5)", "ir-nea-sv:shift=1.5", paper.TABLE1["ir-nea-sv"]),
-            TableRow("Bit reduction (4 bits)", "bit-depth:bits=4", paper.TABLE2["bit-depth"]),
-            TableRow("JPEG (quality 75)", "jpeg:quality=75", paper.TABLE2["jpeg"]),
-            TableRow("Randomization (p=0.8)", "randomization:p=0.8", paper.TABLE2["randomization"]),
-            TableRow("Median filter (3×3)", "median:kernel_size=3", paper.TABLE2["median"]),
-        ),
+        rows=_rows(_NO_DEFENSE + _NAIVE_RESAMPLING, paper.TABLE1) + _rows(_CLASSIC, paper.TABLE2),
         notes=(
             "Oblivious threat: AutoAttack (standard) sees the classifier alone and the defense "
             "is applied afterwards, so RA here is *not* robustness against an attacker who knows "
@@ -85,24 +99,13 @@ _register(
     )
 )
 
-
 _register(
     TableSpec(
         name="table3",
         title="Table 3's baseline rows and naive resampling under BPDA (PGD-10, step 1/255)",
         threat="bpda",
         attacks=("bpda-pgd",),
-        rows=(
-            TableRow("w.o. defense", "none", paper.TABLE3["none"]),
-            TableRow("IR(bil, d=1.5)", "ir-bil-si:shift=1.5"),
-            TableRow("IR(bil, γ=1.5)", "ir-bil-sv:shift=1.5"),
-            TableRow("IR(nea, d=1.5)", "ir-nea-si:shift=1.5"),
-            TableRow("IR(nea, γ=1.5)", "ir-nea-sv:shift=1.5"),
-            TableRow("Bit reduction (4 bits)", "bit-depth:bits=4", paper.TABLE3["bit-depth"]),
-            TableRow("JPEG (quality 75)", "jpeg:quality=75", paper.TABLE3["jpeg"]),
-            TableRow("Randomization (p=0.8)", "randomization:p=0.8", paper.TABLE3["randomization"]),
-            TableRow("Median filter (3×3)", "median:kernel_size=3", paper.TABLE3["median"]),
-        ),
+        rows=_rows(_NO_DEFENSE + _NAIVE_RESAMPLING + _CLASSIC, paper.TABLE3),
         notes=(
             "BPDA threat (Athalye et al. 2018), the paper's setting: PGD, 10 steps of 1/255, no "
             "random start, through defense + classifier with the defense's backward replaced by "
