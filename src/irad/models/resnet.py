@@ -10,26 +10,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class BasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN plus a shortcut (1x1 conv + BN when the shape changes)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes)
-            )
-
-    def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+from irad.models.resnet_cifar import BasicBlock
 
 
 class ResNet(nn.Module):
@@ -70,8 +51,8 @@ class ResNet(nn.Module):
 
     @staticmethod
     def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = [BasicBlock(in_planes, planes, stride)]
-        layers += [BasicBlock(planes, planes, 1) for _ in range(blocks - 1)]
+        layers = [BasicBlock(in_planes, planes, stride, shortcut="B")]
+        layers += [BasicBlock(planes, planes, 1, shortcut="B") for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -30,20 +30,33 @@ class ShortcutA(nn.Module):
         return f"pad={self.pad}"
 
 
-class CifarBasicBlock(nn.Module):
-    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU."""
+class BasicBlock(nn.Module):
+    """conv3x3-BN-ReLU-conv3x3-BN, plus the shortcut, then ReLU (He et al. 2016).
 
-    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+    ``shortcut`` is used when the shape changes: ``"A"`` (parameter-free subsample and zero-pad,
+    the CIFAR ResNet-20/56 of §4.2) or ``"B"`` (1x1 conv + BN, as in ResNet-18/34); otherwise
+    the shortcut is the identity. State-dict names: ``conv1, bn1, conv2, bn2`` and, for B,
+    ``shortcut.0`` (conv) and ``shortcut.1`` (BN).
+    """
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "A") -> None:
         super().__init__()
+        if shortcut not in ("A", "B"):
+            raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_planes != planes:
-            # Option A assumes the channel count doubles, as it does between the three stages.
-            self.shortcut: nn.Module = ShortcutA((planes - in_planes) // 2)
-        else:
-            self.shortcut = nn.Identity()
+            if shortcut == "A":
+                # Option A assumes the channel count doubles, as it does between the stages.
+                self.shortcut = ShortcutA((planes - in_planes) // 2)
+            else:
+                self.shortcut = nn.Sequential(
+                    nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False),
+                    nn.BatchNorm2d(planes),
+                )
 
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -88,8 +101,8 @@ class CifarResNet(nn.Module):
 
     @staticmethod
     def _stage(in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
-        layers = [CifarBasicBlock(in_planes, planes, stride)]
-        layers += [CifarBasicBlock(planes, planes, 1) for _ in range(blocks - 1)]
+        layers = [BasicBlock(in_planes, planes, stride)]
+        layers += [BasicBlock(planes, planes, 1) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
