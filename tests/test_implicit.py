@@ -435,3 +435,90 @@ def test_both_stages_run_on_the_one_trainer_and_save_loadable_models(tmp_path):
     assert torch.equal(loaded(x), irad(x))
     assert loaded.shifts(x).abs().sum() > 0  # SampleNet moved away from zero
     assert all(not p.requires_grad for p in irad.representation.parameters())
+
+
+# -- the bilinear skip (cpu preset) ------------------------------------------------------------
+
+
+def test_bilinear_skip_with_a_silent_decoder_is_bilinear_resampling():
+    torch.manual_seed(0)
+    cfg = ImplicitConfig(EDSRConfig(n_resblocks=1, n_feats=4), (8, 8), skip="bilinear")
+    rep = ImplicitRepresentation(cfg)
+    with torch.no_grad():
+        rep.imnet.last.weight.zero_()
+        rep.imnet.last.bias.zero_()
+    x = torch.rand(2, 3, 6, 7)
+    # at the pixel centres the skip is the input itself
+    torch.testing.assert_close(rep(x), x, atol=1e-6, rtol=0)
+    # anywhere inside, it is bilinear interpolation, with the gradient reaching the points
+    pts = (torch.rand(2, 4, 5, 2) * torch.tensor([5.0, 6.0])).requires_grad_()
+    got = rep.query(rep.field(x), pts.view(2, -1, 2)).view(2, 4, 5, 3).permute(0, 3, 1, 2)
+    torch.testing.assert_close(got, bilinear_reconstruct(x, pts.detach()), atol=1e-6, rtol=0)
+    got.sum().backward()
+    assert pts.grad is not None and pts.grad.abs().sum() > 0
+    # the skip needs the image: features alone are refused with a message saying what to do
+    with pytest.raises(InputError, match=r"rep\.field\(x\)"):
+        rep.query(rep.encode(x), pts.detach().view(2, -1, 2))
+    assert ImplicitConfig.from_dict(cfg.to_dict()) == cfg
+    assert "skip" not in TINY.to_dict()  # configs without a skip stay as they were
+    with pytest.raises(ConfigError, match="skip"):
+        ImplicitConfig(skip="nearest")
+
+
+def test_skip_model_irad_round_trips_and_zero_shift_is_disco(tmp_path):
+    torch.manual_seed(0)
+    rep = ImplicitRepresentation(
+        ImplicitConfig(EDSRConfig(n_resblocks=1, n_feats=4), (8, 8), skip="bilinear")
+    )
+    irad = IRAD(rep, preset=None, samplenet_config=SampleNetConfig(hidden=(8, 8)), chunk_size=64)
+    x = torch.rand(2, 3, 5, 6)
+    assert torch.equal(irad(x), irad.reconstruction()(x))
+    with torch.no_grad():
+        irad.samplenet.imnet.last.weight.normal_(0, 0.05)
+    irad.save_pretrained(tmp_path)
+    loaded = IRAD.from_pretrained(tmp_path)
+    assert loaded.representation.config.skip == "bilinear"
+    assert torch.equal(loaded(x), irad(x))
+    assert not torch.equal(irad(x), irad.reconstruction()(x))
+
+
+# -- the weights shipped in the package --------------------------------------------------------
+
+
+def test_bundled_weights_load_offline_and_defend_the_bundled_classifier():
+    from irad.models import load_classifier
+    from irad.utils.checkpoint import bundled_weights_dir
+
+    irad = IRAD.from_pretrained("cifar10")
+    recons = ImplicitReconstruction.from_pretrained("cifar10")
+    clf = load_classifier("cifar10")
+    assert irad.preset == "cpu" and clf.config["arch"] == "resnet20"
+    for stem in ("irad-cifar10", "classifier-cifar10"):
+        meta = json.loads((bundled_weights_dir() / f"{stem}.json").read_text())
+        assert meta["provenance"]["trained_by"].startswith("irad")
+        assert meta["provenance"]["command"]
+    x = torch.rand(2, 3, 32, 32)
+    out = irad(x)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    # trained: IRAD is not the identity and differs from its own representation alone
+    assert (out - x).abs().mean() > 1e-3
+    assert not torch.equal(out, recons(x))
+    assert clf(irad(x)).shape == (2, 10)
+
+
+def test_recons_with_naive_sampling_queries_the_shifted_grid(tmp_path):
+    from irad.defenses import build_defense
+
+    rep = identity_like_representation()
+    ImplicitReconstruction(rep, preset=None).save_pretrained(tmp_path)
+    x = torch.rand(1, 3, 8, 8)
+    si = build_defense("recons", checkpoint=str(tmp_path), sampling="si", shift=0.5)
+    assert si.stochastic is False and si.config()["sampling"] == "si"
+    # the identity-like model blends like bilinear between centres (interior pixels)
+    expected = bilinear_reconstruct(x, make_grid(8, 8).unsqueeze(0) + 0.5)
+    torch.testing.assert_close(si(x)[..., :-2, :-2], expected[..., :-2, :-2], atol=1e-6, rtol=0)
+    sv = build_defense("recons", checkpoint=str(tmp_path), sampling="sv", shift=1.5, seed=3)
+    assert sv.stochastic is True
+    assert not torch.equal(sv(x), sv(x))  # a fresh draw per call
+    rebuilt = build_defense("recons", **{k: v for k, v in sv.config().items() if k != "name"})
+    assert rebuilt.config() == sv.config()

@@ -25,9 +25,21 @@ def make_task(n: int = 8, size: int = 16) -> tuple[Classifier, tuple[torch.Tenso
 
 
 @pytest.mark.parametrize("name", table_names())
-def test_every_row_of_every_table_builds_a_defense(name: str) -> None:
+def test_every_row_of_every_table_builds_a_defense(name: str, tmp_path) -> None:
+    from irad.defenses.implicit import IRAD
+    from irad.models.edsr import EDSRConfig
+    from irad.models.liif import ImplicitConfig, ImplicitRepresentation
+    from irad.models.samplenet import SampleNetConfig
+    from irad.train.tasks import task_names
+
+    # tiny stand-ins for the {irad} checkpoint and Table 7's {runs}/t7-<task> runs
+    rep = ImplicitRepresentation(ImplicitConfig(EDSRConfig(1, 4), (8,), skip="bilinear"))
+    irad = IRAD(rep, preset=None, samplenet_config=SampleNetConfig(hidden=(8,)))
+    irad.save_pretrained(tmp_path / "irad")
+    for task in task_names():
+        irad.reconstruction().save(tmp_path / f"t7-{task}" / "model")
     spec = get_table(name)
-    defenses = spec.build_defenses()
+    defenses = spec.build_defenses({"irad": str(tmp_path / "irad"), "runs": str(tmp_path)})
     assert list(defenses) == [row.label for row in spec.rows]
     x = torch.rand(2, 3, 32, 32)
     for defense in defenses.values():

@@ -14,6 +14,10 @@ Examples:
   export IRAD_DATA=../shared/data/cifar10
   irad reproduce table1 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table1
 
+  # Table 2 with the bundled IRAD; Table 5 (full adaptive AutoAttack, first 200 images)
+  irad reproduce table2 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table2
+  irad reproduce table5 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table5
+
   irad reproduce --list
 """
 
@@ -31,6 +35,12 @@ def reproduce(
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
     device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
     cache_dir: Annotated[Path | None, typer.Option(help="Adversarial-image cache.")] = None,
+    irad_weights: Annotated[
+        str, typer.Option(help="IRAD checkpoint for the {irad} rows (default: the bundled one).")
+    ] = "cifar10",
+    runs: Annotated[
+        Path, typer.Option(help="Folder of the stage-1 runs t7-<task> for table7.")
+    ] = Path("runs"),
     list_tables: Annotated[bool, typer.Option("--list", help="List the tables.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
@@ -67,6 +77,7 @@ def reproduce(
         cache_dir=cache_dir,
         progress=progress,
         metadata={"command": "reproduce", "weights": str(weights), "model": model},
+        variables={"irad": irad_weights, "runs": str(runs)},
     )
     typer.echo(text)
     typer.echo(f"wrote {out / 'comparison.md'}", err=True)

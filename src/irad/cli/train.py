@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from irad.errors import ConfigError
+
 # -- options shared by every train command (defaults are given per command) --------------------
 Epochs = Annotated[int, typer.Option(min=1, help="Passes over the training set.")]
 BatchSize = Annotated[
@@ -304,10 +306,18 @@ Examples:
 """
 
 
-def _preset_config(preset: str) -> Any:
+def _preset_config(preset: str, **changes: Any) -> Any:
+    """The named preset with the fields in ``changes`` that are not ``None`` replaced."""
     from irad.models.implicit_presets import get_preset
 
     p = get_preset(preset)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes:
+        try:
+            p = p.replace(**changes)
+            p.representation_config()  # validates the changed sizes
+        except ConfigError as err:
+            raise typer.BadParameter(str(err)) from err
     typer.echo(p.summary(), err=True)
     return p
 
@@ -391,6 +401,13 @@ def train_inr(
         int | None,
         typer.Option(min=0, help="Query pixels per image (default: the preset's; 0: all)."),
     ] = None,
+    skip: Annotated[
+        str | None,
+        typer.Option(
+            help="Decoder skip: none (LIIF, the paper) or bilinear (predict a correction to the "
+            "bilinearly sampled input). Default: the preset's (paper none, cpu bilinear)."
+        ),
+    ] = None,
     eval_pairs: Annotated[
         Path | None,
         typer.Option(
@@ -428,7 +445,7 @@ def train_inr(
     from irad.utils.seed import seed_everything
 
     _set_threads(threads)
-    p = _preset_config(preset)
+    p = _preset_config(preset, skip=skip)
     tasks = task or ["pgd-denoising"]
     limit = p.inr_train_subset if train_n is None else train_n
     data: Any

@@ -21,7 +21,6 @@ representation and leaves SampleNet out).
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -41,7 +40,14 @@ from irad.models.liif import (
 )
 from irad.models.samplenet import SampleNet, SampleNetConfig
 from irad.resample.coordinates import make_grid
-from irad.utils.checkpoint import checkpoint_paths, load_into, load_state, save_state
+from irad.resample.samplers import Sampler, build_sampler
+from irad.utils.checkpoint import (
+    bundled_weights_dir,
+    checkpoint_paths,
+    load_into,
+    load_state,
+    save_state,
+)
 
 FORMAT_REPRESENTATION = "irad.implicit-representation"
 FORMAT_IRAD = "irad.irad"
@@ -53,11 +59,6 @@ CHECKPOINT_STEM = "model"
 # --------------------------------------------------------------------------------------------
 # checkpoint paths and configs
 # --------------------------------------------------------------------------------------------
-
-
-def bundled_weights_dir() -> Path:
-    """Folder of the weights shipped inside the package (``irad/weights``)."""
-    return Path(str(resources.files("irad") / "weights"))
 
 
 def resolve_checkpoint(spec: str | os.PathLike[str], bundled_prefixes: tuple[str, ...]) -> Path:
@@ -307,6 +308,9 @@ class ImplicitReconstruction(_ImplicitDefense):
         preset: preset name (``"cpu"``, ``"paper"``) or :class:`ImplicitPreset`, used for the
             sizes of a fresh model and recorded in checkpoints.
         chunk_size: query points per pass, summed over the batch (bounds memory at inference).
+        sampler: query at ``G + shift`` with a naive sampler instead of at ``G`` -- the SI
+            (``d``) and SV (``γ``) rows of Table 8 (:func:`irad.resample.build_sampler`);
+            ``None``: no sampling.
 
     Shape:
         - Input: ``(B, 3, H, W)`` in [0, 1], any ``H``, ``W``.
@@ -330,13 +334,31 @@ class ImplicitReconstruction(_ImplicitDefense):
         *,
         preset: str | ImplicitPreset | None = "cpu",
         chunk_size: int | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         # The preset sizes only a fresh representation (and then sets the default chunk size).
         p = get_preset(preset) if preset is not None and representation is None else None
         super().__init__(representation, preset, p, chunk_size)
+        self.sampler = sampler
+        self.stochastic = bool(sampler is not None and sampler.stochastic)
+
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        if self.sampler is not None:
+            c = self.sampler.config()
+            out.update(sampling=c["name"], shift=c.get("d", c.get("gamma")), seed=c.get("seed"))
+        return out
 
     def purify(self, x: Tensor) -> Tensor:
-        return self.representation(x, chunk_size=self.chunk_size)
+        if self.sampler is None:
+            return self.representation(x, chunk_size=self.chunk_size)
+        b, _, h, w = x.shape
+        points = make_grid(h, w, device=x.device, dtype=x.dtype) + self.sampler(
+            b, h, w, dtype=x.dtype, device=x.device
+        )
+        rep = self.representation
+        out = rep.query(rep.field(x), points.view(b, -1, 2), chunk_size=self.chunk_size)
+        return out.view(b, h, w, 3).permute(0, 3, 1, 2)
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -463,7 +485,7 @@ class IRAD(_ImplicitDefense):
         return self.samplenet.config
 
     def _features(self, x: Tensor) -> tuple[FeatureField, FeatureField]:
-        field_ = FeatureField(self.representation.encode(x))
+        field_ = self.representation.field(x)
         if self.samplenet.config.shared_encoder:
             return field_, field_
         return field_, FeatureField(self.samplenet.encode(x))
@@ -582,11 +604,25 @@ def build_recons(
     checkpoint: str | None = "cifar10",
     preset: str | None = None,
     chunk_size: int | None = None,
+    sampling: str | None = None,
+    shift: float = 1.5,
+    seed: int | None = None,
 ) -> ImplicitReconstruction:
-    """``recons`` / ``disco`` by name: load ``checkpoint`` (``None``: an untrained model)."""
+    """``recons`` / ``disco`` by name: load ``checkpoint`` (``None``: an untrained model).
+
+    ``sampling="si"`` / ``"sv"`` queries at shifted points (``shift`` = d or γ in pixels, ``seed``
+    for SV): Table 8's naive-sampling rows.
+    """
     if checkpoint is None:
-        return ImplicitReconstruction(preset=preset or "cpu", chunk_size=chunk_size)
-    return ImplicitReconstruction.from_pretrained(checkpoint, preset=preset, chunk_size=chunk_size)
+        out = ImplicitReconstruction(preset=preset or "cpu", chunk_size=chunk_size)
+    else:
+        out = ImplicitReconstruction.from_pretrained(
+            checkpoint, preset=preset, chunk_size=chunk_size
+        )
+    if sampling is not None:
+        out.sampler = build_sampler(sampling, shift, seed=seed)
+        out.stochastic = out.sampler.stochastic
+    return out
 
 
 def build_irad(

@@ -64,6 +64,8 @@ _EPS_SHIFT = 1e-6
 _AREA_EPS = 1e-9
 #: Default number of query points per pass (summed over the batch).
 DEFAULT_CHUNK_SIZE = 8192
+#: Global skips of the decoder (:class:`ImplicitConfig`).
+SKIPS = ("none", "bilinear")
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,6 +115,20 @@ def liif_normalize(coords: Tensor, size: Sequence[int]) -> Tensor:
         r = 1.0 / float(size[k])
         axes.append((-1 + r) + (2 * r) * coords[..., k])
     return torch.stack(axes, dim=-1)
+
+
+def bilinear_at(image: Tensor, coord: Tensor) -> Tensor:
+    """Bilinear samples of ``image`` at normalised (row, col) coordinates, border-clamped.
+
+    Differentiable in both the image and the coordinates (SampleNet's gradient reaches the
+    sampling points through it).
+
+    Shape:
+        - image: ``(B, C, H, W)``; coord: ``(B, Q, 2)``; output ``(B, Q, C)``.
+    """
+    grid = coord.flip(-1).unsqueeze(2)  # (B, Q, 1, 2) in grid_sample's (x, y) order
+    out = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out.squeeze(-1).transpose(1, 2)
 
 
 def _size_tensor(size: Sequence[int], like: Tensor) -> Tensor:
@@ -224,11 +240,15 @@ class FeatureField:
     any pixel is a gather (same values, same order as ``F.unfold(feat, 3, padding=1)``), plus
     the normalised centres of the feature pixels.
 
+    ``image`` is the encoder's input in LIIF's scale ([-1, 1]); it is set (by
+    :meth:`ImplicitRepresentation.field`) only for a representation with a bilinear skip.
+
     Shape:
-        - feat: ``(B, C, h, w)``.
+        - feat: ``(B, C, h, w)``; image: ``(B, 3, h, w)`` or ``None``.
     """
 
     feat: Tensor
+    image: Tensor | None = None
     padded: Tensor = field(init=False, repr=False)
     row_centres: Tensor = field(init=False, repr=False)
     col_centres: Tensor = field(init=False, repr=False)
@@ -368,15 +388,23 @@ class ImplicitConfig:
         encoder: EDSR sizes.
         decoder_hidden: hidden widths of the decoder MLP (paper preset ``(256,) * 4``, i.e. a
             five-layer MLP).
+        skip: ``"none"`` (LIIF and the paper: the decoder predicts the colour) or
+            ``"bilinear"`` (the decoder predicts a correction added to the input bilinearly
+            sampled at the same coordinate, as in LTE, Lee & Jin 2022). The skip starts
+            training at the input's own PSNR instead of from noise, which is what makes a
+            short CPU schedule reach a denoiser at all (``docs/implicit.md``).
     """
 
     encoder: EDSRConfig = field(default_factory=EDSRConfig)
     decoder_hidden: tuple[int, ...] = (256, 256, 256, 256)
+    skip: str = "none"
 
     def __post_init__(self) -> None:
         if any(int(h) < 1 for h in self.decoder_hidden):
             raise ConfigError(f"decoder_hidden must be positive widths, got {self.decoder_hidden}")
         object.__setattr__(self, "decoder_hidden", tuple(int(h) for h in self.decoder_hidden))
+        if self.skip not in SKIPS:
+            raise ConfigError(f"skip must be one of {SKIPS}, got {self.skip!r}")
 
     @property
     def mlp_in_dim(self) -> int:
@@ -384,13 +412,21 @@ class ImplicitConfig:
         return 9 * self.encoder.n_feats + 4
 
     def to_dict(self) -> dict[str, Any]:
-        return {"encoder": self.encoder.to_dict(), "decoder_hidden": list(self.decoder_hidden)}
+        d: dict[str, Any] = {
+            "encoder": self.encoder.to_dict(),
+            "decoder_hidden": list(self.decoder_hidden),
+        }
+        if self.skip != "none":  # absent in older configs, which had no skip
+            d["skip"] = self.skip
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImplicitConfig:
         try:
             return cls(
-                encoder=EDSRConfig(**d["encoder"]), decoder_hidden=tuple(d["decoder_hidden"])
+                encoder=EDSRConfig(**d["encoder"]),
+                decoder_hidden=tuple(d["decoder_hidden"]),
+                skip=str(d.get("skip", "none")),
             )
         except (KeyError, TypeError) as err:
             raise ConfigError(f"invalid implicit-representation config {d!r}: {err}") from err
@@ -424,6 +460,23 @@ class ImplicitRepresentation(nn.Module):
         """Features ``(B, C, H, W)`` of images ``x`` in [0, 1]."""
         return self.encoder((x - 0.5) / 0.5)
 
+    def field(self, x: Tensor) -> FeatureField:
+        """Everything a query needs from images ``x`` in [0, 1]: the features, and the image
+        itself when the decoder has a bilinear skip."""
+        image = (x - 0.5) / 0.5
+        feat = self.encoder(image)
+        return FeatureField(feat, image=image if self.config.skip != "none" else None)
+
+    def _as_field(self, feat: Tensor | FeatureField) -> FeatureField:
+        if isinstance(feat, FeatureField):
+            return feat
+        if self.config.skip != "none":
+            raise InputError(
+                "this implicit representation adds a bilinear skip from the input image; "
+                "query it with rep.field(x) rather than rep.encode(x)"
+            )
+        return FeatureField(feat)
+
     def query_normalized(
         self,
         field_: FeatureField,
@@ -438,9 +491,17 @@ class ImplicitRepresentation(nn.Module):
         Shape:
             - coord, cell: ``(B, Q, 2)``; output ``(B, Q, 3)``.
         """
-        return local_ensemble(
+        out = local_ensemble(
             field_, coord, cell, self.imnet, chunk_size=chunk_size, checkpoint=checkpoint
         )
+        if self.config.skip == "none":
+            return out
+        if field_.image is None:
+            raise InputError(
+                "this implicit representation adds a bilinear skip from the input image; "
+                "build the FeatureField with rep.field(x)"
+            )
+        return out + bilinear_at(field_.image, coord)
 
     def query(
         self,
@@ -463,7 +524,7 @@ class ImplicitRepresentation(nn.Module):
         Shape:
             - Output: ``(B, Q, 3)``.
         """
-        field_ = feat if isinstance(feat, FeatureField) else FeatureField(feat)
+        field_ = self._as_field(feat)
         b = field_.feat.shape[0]
         coords = _check_queries(coords, b, "coords")
         size = field_.size
@@ -493,7 +554,7 @@ class ImplicitRepresentation(nn.Module):
         Shape:
             - Output: ``(B, 3, H', W')``.
         """
-        field_ = feat if isinstance(feat, FeatureField) else FeatureField(feat)
+        field_ = self._as_field(feat)
         b = field_.feat.shape[0]
         in_size = field_.size
         out_size = tuple(size) if size is not None else in_size
@@ -514,7 +575,7 @@ class ImplicitRepresentation(nn.Module):
         *,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     ) -> Tensor:
-        return self.render(self.encode(x), size, chunk_size=chunk_size)
+        return self.render(self.field(x), size, chunk_size=chunk_size)
 
 
 # --------------------------------------------------------------------------------------------
@@ -524,9 +585,11 @@ class ImplicitRepresentation(nn.Module):
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "MLP",
+    "SKIPS",
     "FeatureField",
     "ImplicitConfig",
     "ImplicitRepresentation",
+    "bilinear_at",
     "cell_to_normalized",
     "liif_normalize",
     "local_ensemble",

@@ -38,7 +38,13 @@ from irad.models.resnet_cifar import CifarResNet
 from irad.models.vgg import VGG
 from irad.models.wideresnet import WideResNet
 from irad.registry import Registry
-from irad.utils.checkpoint import checkpoint_paths, load_into, load_state, save_state
+from irad.utils.checkpoint import (
+    bundled_checkpoint,
+    checkpoint_paths,
+    load_into,
+    load_state,
+    save_state,
+)
 
 #: Network factories by name. Each takes ``num_classes`` (and optional architecture keywords)
 #: and returns the bare network, which expects *normalised* input; :func:`build_classifier`
@@ -278,6 +284,9 @@ def _resolve(spec: str | Path) -> Path:
     weights, _ = checkpoint_paths(path)
     if path.suffix not in TORCH_SUFFIXES and weights.is_file():
         return path
+    bundled = bundled_checkpoint("classifier", str(spec))
+    if bundled is not None:
+        return bundled
     hint = ""
     if str(spec) in CLASSIFIERS:
         hint = (
@@ -285,7 +294,7 @@ def _resolve(spec: str | Path) -> Path:
             " model with irad.models.build_classifier)"
         )
     elif path.suffix not in TORCH_SUFFIXES:
-        hint = f" (looked for {path} and {weights})"
+        hint = f" (looked for {path}, {weights} and a bundled classifier of that name)"
     raise CheckpointError(f"checkpoint not found: {spec}{hint}")
 
 

@@ -160,7 +160,7 @@ class ImplicitRepresentationObjective:
         inputs, coords, cells, targets = batch
         rep = self.representation
         # No clamp: the L1 loss keeps its gradient for predictions outside [0, 1].
-        pred = rep.query(rep.encode(inputs), coords, cells, clamp=False, chunk_size=None)
+        pred = rep.query(rep.field(inputs), coords, cells, clamp=False, chunk_size=None)
         loss = (pred - targets).abs().mean()
         return loss, {"l1": loss.detach()}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,19 @@ from safetensors.torch import load_file, save
 
 from irad.errors import CheckpointError
 from irad.utils.io import atomic_write_bytes, atomic_write_json
+
+
+def bundled_weights_dir() -> Path:
+    """Folder of the weights shipped inside the package (``irad/weights``, see its README)."""
+    return Path(str(resources.files("irad") / "weights"))
+
+
+def bundled_checkpoint(kind: str, name: str) -> Path | None:
+    """Prefix of the bundled checkpoint ``<kind>-<name>`` (e.g. ``irad-cifar10``), or None."""
+    if not name or "/" in name or os.sep in name:
+        return None
+    prefix = bundled_weights_dir() / f"{kind}-{name}"
+    return prefix if checkpoint_paths(prefix)[0].is_file() else None
 
 
 def checkpoint_paths(prefix: str | os.PathLike[str]) -> tuple[Path, Path]:
