@@ -38,6 +38,7 @@ def test_every_row_of_every_table_builds_a_defense(name: str, tmp_path) -> None:
     irad.save_pretrained(tmp_path / "irad")
     for task in task_names():
         irad.reconstruction().save(tmp_path / f"t7-{task}" / "model")
+    irad.save(tmp_path / "t15-bilinear" / "model")
     spec = get_table(name)
     defenses = spec.build_defenses({"irad": str(tmp_path / "irad"), "runs": str(tmp_path)})
     assert list(defenses) == [row.label for row in spec.rows]

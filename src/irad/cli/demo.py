@@ -63,6 +63,10 @@ def demo(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the results (JSON, CSV, Markdown).")
     ] = Path("results/demo"),
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(help="Adversarial-image cache (default: $IRAD_CACHE or ~/.cache/irad)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Attack seed.")] = 0,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per attack batch.")] = 100,
     threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
@@ -117,6 +121,7 @@ def demo(
         "oblivious",
         config=config,
         out_dir=out / "oblivious",
+        cache_dir=cache_dir,
         progress=progress,
         metadata=meta,
     )
@@ -131,6 +136,7 @@ def demo(
             "adaptive",
             config=config.replace(cost_repeats=0),
             out_dir=out / "adaptive",
+            cache_dir=cache_dir,
             progress=progress,
             metadata=meta,
         )

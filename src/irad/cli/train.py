@@ -8,6 +8,7 @@ needs with its own defaults, builds its objective, and calls :func:`run_training
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -526,6 +527,13 @@ def train_samplenet(
             "normalised units, as in the official release (default: shared encoder, pixels)."
         ),
     ] = False,
+    render: Annotated[
+        str,
+        typer.Option(
+            help="Render the shifted points with the implicit representation (IRAD) or with a "
+            "naive bilinear / nearest reconstruction of the input (Table 15)."
+        ),
+    ] = "implicit",
     eval_pairs: Annotated[
         Path | None,
         typer.Option(help="Pairs for the per-epoch accuracies (default: the training pairs)."),
@@ -570,6 +578,17 @@ def train_samplenet(
     sn_config = (
         SampleNetConfig.official(p.samplenet_hidden) if official_layout else p.samplenet_config()
     )
+    try:
+        sn_config = replace(sn_config, render=render)
+    except ConfigError as err:
+        raise typer.BadParameter(str(err), param_hint="--render") from err
+    if render == "nearest":
+        raise typer.BadParameter(
+            "nearest rendering has no gradient with respect to the sampling points, so stage 2 "
+            "cannot train SampleNet through it; evaluate trained shifts rendered with nearest "
+            "instead (build_defense('irad', checkpoint=..., render='nearest'))",
+            param_hint="--render",
+        )
     config = _stage_config(
         p,
         "samplenet",

@@ -20,6 +20,7 @@ representation and leaves SampleNet out).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -39,7 +40,8 @@ from irad.models.liif import (
     make_coord,
 )
 from irad.models.samplenet import SampleNet, SampleNetConfig
-from irad.resample.coordinates import make_grid
+from irad.resample.coordinates import make_grid, normalized_to_pixel
+from irad.resample.reconstruction import reconstruct
 from irad.resample.samplers import Sampler, build_sampler
 from irad.utils.checkpoint import (
     bundled_weights_dir,
@@ -484,6 +486,12 @@ class IRAD(_ImplicitDefense):
     def samplenet_config(self) -> SampleNetConfig:
         return self.samplenet.config
 
+    def config(self) -> dict[str, Any]:
+        out = super().config()
+        if self.samplenet.config.render != "implicit":
+            out["render"] = self.samplenet.config.render
+        return out
+
     def _features(self, x: Tensor) -> tuple[FeatureField, FeatureField]:
         field_ = self.representation.field(x)
         if self.samplenet.config.shared_encoder:
@@ -550,6 +558,9 @@ class IRAD(_ImplicitDefense):
             field_, field_s = self._features(x)
         grid, cell = self._grid(x)
         u = grid + self._shift_normalized(field_s, grid, cell, checkpoint)
+        render = self.samplenet.config.render
+        if render != "implicit":  # Table 15: a naive reconstruction of x at the same points
+            return reconstruct(x, normalized_to_pixel(u.view(b, h, w, 2), (h, w)), render)
         out = self.representation.query_normalized(
             field_, u, cell, chunk_size=self.chunk_size, checkpoint=checkpoint
         )
@@ -629,11 +640,20 @@ def build_irad(
     checkpoint: str | None = "cifar10",
     preset: str | None = None,
     chunk_size: int | None = None,
+    render: str | None = None,
 ) -> IRAD:
-    """``irad`` by name: load ``checkpoint`` (``None``: an untrained model, zero shift)."""
+    """``irad`` by name: load ``checkpoint`` (``None``: an untrained model, zero shift).
+
+    ``render`` overrides how the shifted points are rendered (``"implicit"``, ``"bilinear"``,
+    ``"nearest"``; Table 15), keeping the checkpoint's SampleNet.
+    """
     if checkpoint is None:
-        return IRAD(preset=preset or "cpu", chunk_size=chunk_size)
-    return IRAD.from_pretrained(checkpoint, preset=preset, chunk_size=chunk_size)
+        out = IRAD(preset=preset or "cpu", chunk_size=chunk_size)
+    else:
+        out = IRAD.from_pretrained(checkpoint, preset=preset, chunk_size=chunk_size)
+    if render is not None:
+        out.samplenet.config = dataclasses.replace(out.samplenet.config, render=render)
+    return out
 
 
 __all__ = [

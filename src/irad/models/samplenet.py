@@ -31,6 +31,8 @@ from irad.models.liif import DEFAULT_CHUNK_SIZE, MLP, FeatureField, local_ensemb
 
 ShiftUnits = Literal["pixel", "normalized"]
 EncoderInput = Literal["normalized", "unit"]
+Render = Literal["implicit", "bilinear", "nearest"]
+RENDERS = ("implicit", "bilinear", "nearest")
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,17 @@ class SampleNetConfig:
         encoder_input: input of a separate encoder: ``"normalized"`` ((x - 0.5) / 0.5, like the
             representation) or ``"unit"`` (x in [0, 1], as the official SampleNet is fed).
             Ignored with a shared encoder.
+        render: what the shifted points ``U`` are rendered with: ``"implicit"`` (IRAD: the
+            implicit representation) or a naive reconstruction of the input, ``"bilinear"`` or
+            ``"nearest"`` (Table 15; SampleNet still reads the representation's features).
+            Nearest has no gradient with respect to ``U``, so stage 2 cannot train it.
     """
 
     hidden: tuple[int, ...] = (256, 256, 256, 256)
     shared_encoder: bool = True
     shift_units: ShiftUnits = "pixel"
     encoder_input: EncoderInput = "normalized"
+    render: Render = "implicit"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
@@ -65,14 +72,19 @@ class SampleNetConfig:
             raise ConfigError(
                 f"encoder_input must be 'normalized' or 'unit', got {self.encoder_input!r}"
             )
+        if self.render not in RENDERS:
+            raise ConfigError(f"render must be one of {RENDERS}, got {self.render!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "hidden": list(self.hidden),
             "shared_encoder": self.shared_encoder,
             "shift_units": self.shift_units,
             "encoder_input": self.encoder_input,
         }
+        if self.render != "implicit":  # absent from IRAD checkpoints, which all render implicitly
+            d["render"] = self.render
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SampleNetConfig:
