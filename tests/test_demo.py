@@ -10,13 +10,15 @@ import torch
 from typer.testing import CliRunner
 
 from irad.cli import app
-from irad.data import ImageDataset
+from irad.data import CIFAR10_CLASSES, ImageDataset
 
 
 def test_demo_runs_offline_and_writes_one_table(tmp_path: Path) -> None:
     torch.manual_seed(0)
     x = (torch.rand(4, 32, 32, 3) * 255).to(torch.uint8)
-    ImageDataset(x, torch.arange(4) % 10, name="tiny").save_npz(tmp_path / "test.npz")
+    ImageDataset(x, torch.arange(4) % 10, classes=CIFAR10_CLASSES, name="tiny").save_npz(
+        tmp_path / "test.npz"
+    )
     args = shlex.split("demo --n 4 --batch-size 4 --attack apgd:steps=1 --threads 1 --no-progress")
     args += ["--data-dir", str(tmp_path), "--out", str(tmp_path / "demo")]
     args += ["--cache-dir", str(tmp_path / "cache")]
@@ -40,7 +42,9 @@ def test_demo_runs_offline_and_writes_one_table(tmp_path: Path) -> None:
 
 def test_demo_refuses_more_images_than_the_data_has(tmp_path: Path) -> None:
     x = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
-    ImageDataset(x, torch.zeros(2, dtype=torch.long), name="tiny").save_npz(tmp_path / "test.npz")
+    ImageDataset(x, torch.zeros(2, dtype=torch.long), classes=CIFAR10_CLASSES).save_npz(
+        tmp_path / "test.npz"
+    )
     result = CliRunner().invoke(app, ["demo", "--n", "5", "--data-dir", str(tmp_path)])
     assert result.exit_code != 0
     assert "--n 5 exceeds the 2 CIFAR-10 test images" in str(result.exception)

@@ -24,7 +24,7 @@ EPILOG = """\
 Examples:
 
 \b
-  # the default: 200 CIFAR-10 test images, APGD-CE (10 steps), about 5 minutes on 2 CPU cores
+  # the default: 200 CIFAR-10 test images, APGD-CE (5 steps), at most 5 minutes on 2 CPU cores
   export IRAD_DATA=../shared/data/cifar10
   irad demo
 \b
@@ -42,10 +42,10 @@ def demo(
     attack: Annotated[
         str,
         typer.Option(
-            help="Attack spec for both threat models: apgd:steps=10 (default, short), "
+            help="Attack spec for both threat models: apgd:steps=5 (default, short), "
             "autoattack (standard, 100 iterations per component), pgd:steps=20, ..."
         ),
-    ] = "apgd:steps=10",
+    ] = "apgd:steps=5",
     classifier: Annotated[
         str,
         typer.Option(help="Classifier checkpoint (default: the bundled ResNet-20, 'cifar10')."),

@@ -29,7 +29,12 @@ def reproduce(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Victim architecture.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
-    n: Annotated[int, typer.Option(min=1, help="Evaluate the first N test images.")] = 1000,
+    n: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Evaluate the first N test images (default: the table's, 1000; table5 200)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Base seed of attacks and random defenses.")] = 0,
     data_dir: Annotated[Path | None, typer.Option(help="Data folder (default $IRAD_DATA).")] = None,
     threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
@@ -62,8 +67,10 @@ def reproduce(
     if weights is None:
         raise ConfigError("--weights is required: the victim classifier checkpoint")
     out = out or Path("results") / table
+    protocol = "cpu" if n is None or n == spec.default_n else "custom"
+    n = n or spec.default_n
     config = EvaluationConfig.cpu_protocol(
-        n=n, seed=seed, threads=threads, device=device, protocol="cpu" if n == 1000 else "custom"
+        n=n, seed=seed, threads=threads, device=device, protocol=protocol
     )
     classifier = load_classifier(weights, arch=model)
     data = load_dataset("cifar10", "test", data_dir)

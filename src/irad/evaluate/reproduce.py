@@ -47,6 +47,8 @@ class TableSpec:
     rows: tuple[TableRow, ...]
     notes: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Images the CPU protocol evaluates (the first N test images; ``--n`` overrides it).
+    default_n: int = 1000
 
     def build_defenses(self, variables: dict[str, str] | None = None) -> dict[str, Defense]:
         """The rows' defenses, with ``{irad}`` / ``{runs}`` in their specs filled in."""
@@ -175,7 +177,7 @@ _register(
             "(both defenses are deterministic and differentiable, so no BPDA or EOT is needed). "
             "The CPU protocol runs it on the first 200 test images."
         ),
-        settings={"n": 200},
+        default_n=200,
     )
 )
 
