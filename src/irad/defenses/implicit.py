@@ -44,6 +44,7 @@ from irad.resample.coordinates import make_grid, normalized_to_pixel
 from irad.resample.reconstruction import reconstruct
 from irad.resample.samplers import Sampler, build_sampler
 from irad.utils.checkpoint import (
+    bundled_checkpoint,
     bundled_weights_dir,
     checkpoint_paths,
     load_into,
@@ -80,13 +81,12 @@ def resolve_checkpoint(spec: str | os.PathLike[str], bundled_prefixes: tuple[str
         tried.append(str(weights))
         if weights.is_file():
             return weights.with_suffix("")
-    if os.sep not in str(spec) and "/" not in str(spec):
-        for kind in bundled_prefixes:
-            prefix = bundled_weights_dir() / f"{kind}-{spec}"
-            weights, _ = checkpoint_paths(prefix)
-            tried.append(f"bundled {weights.name}")
-            if weights.is_file():
-                return prefix
+    is_name = os.sep not in str(spec) and "/" not in str(spec)
+    for kind in bundled_prefixes if is_name else ():
+        bundled = bundled_checkpoint(kind, str(spec))
+        if bundled is not None:
+            return bundled
+        tried.append(f"bundled {kind}-{spec}.safetensors")
     raise CheckpointError(
         f"no checkpoint found for {str(spec)!r}; tried: {', '.join(tried)} (pass a folder written "
         "by save_pretrained, a training run's model prefix such as runs/inr/model, or a bundled "

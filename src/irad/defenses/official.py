@@ -50,6 +50,7 @@ from irad.errors import CheckpointError
 from irad.models.edsr import EDSRConfig
 from irad.models.liif import DEFAULT_CHUNK_SIZE, ImplicitConfig, ImplicitRepresentation
 from irad.models.samplenet import SampleNet, SampleNetConfig
+from irad.utils.checkpoint import state_dict_mismatch
 from irad.utils.io import sha256_file
 
 #: Preset name recorded in converted checkpoints.
@@ -145,14 +146,7 @@ def _head(items: list[str], n: int = 6) -> str:
 
 def _match(module: nn.Module, tensors: dict[str, Tensor], source: str, what: str) -> None:
     """Load ``tensors`` into ``module``, naming every missing/unexpected key and wrong shape."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    unexpected = sorted(set(tensors) - set(own))
-    shapes = [
-        f"{k}: file {tuple(tensors[k].shape)} vs expected {tuple(own[k].shape)}"
-        for k in own
-        if k in tensors and tensors[k].shape != own[k].shape
-    ]
+    missing, unexpected, shapes = state_dict_mismatch(module, tensors)
     if missing or unexpected or shapes:
         parts = []
         if missing:
@@ -160,7 +154,8 @@ def _match(module: nn.Module, tensors: dict[str, Tensor], source: str, what: str
         if unexpected:
             parts.append(f"unexpected: {_head(unexpected)}")
         if shapes:
-            parts.append(f"wrong shapes: {_head(shapes)}")
+            wrong = [f"{k}: file {c} vs expected {m}" for k, c, m in shapes]
+            parts.append(f"wrong shapes: {_head(wrong)}")
         raise CheckpointError(
             f"{source}: {what} does not have the official layout ({'; '.join(parts)})"
         )

@@ -76,17 +76,26 @@ def load_state(prefix: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     return tensors, config
 
 
-def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists missing and unexpected keys."""
+def state_dict_mismatch(
+    module: torch.nn.Module, tensors: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[tuple[str, tuple[int, ...], tuple[int, ...]]]]:
+    """What keeps ``tensors`` from loading into ``module`` strictly: ``(missing keys,
+    unexpected keys, [(key, checkpoint shape, model shape)])``, all empty when they fit."""
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
-    shape_mismatch = [
-        f"{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
+    shapes = [
+        (k, tuple(tensors[k].shape), tuple(own[k].shape))
         for k in own
         if k in tensors and tensors[k].shape != own[k].shape
     ]
-    if missing or unexpected or shape_mismatch:
+    return missing, unexpected, shapes
+
+
+def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists missing and unexpected keys."""
+    missing, unexpected, shapes = state_dict_mismatch(module, tensors)
+    if missing or unexpected or shapes:
 
         def head(items: list[str]) -> str:
             return ", ".join(items[:5]) + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
@@ -96,8 +105,11 @@ def load_into(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source:
             parts.append(f"missing keys: {head(missing)}")
         if unexpected:
             parts.append(f"unexpected keys: {head(unexpected)}")
-        if shape_mismatch:
-            parts.append(f"shape mismatches: {head(shape_mismatch)}")
+        if shapes:
+            parts.append(
+                "shape mismatches: "
+                + head([f"{k}: checkpoint {c} vs model {m}" for k, c, m in shapes])
+            )
         raise CheckpointError(
             f"checkpoint {source} does not fit {type(module).__name__}: "
             + "; ".join(parts)
