@@ -8,7 +8,12 @@ The package ships two checkpoints, both trained by this project on CIFAR-10 (see
   ``ImplicitReconstruction.from_pretrained("cifar10")`` takes its representation).
 
 Each JSON config gains a ``provenance`` entry (command, data, date, test figures) so that a
-checkpoint found anywhere says where it came from. Usage::
+checkpoint found anywhere says where it came from: in the checkpoint's ``metadata`` (or at the
+top level of a checkpoint written before irad put metadata there). It records
+``source_sha256`` (the run's weights file) and ``tensors_sha256``
+(:func:`irad.checkpoint.tensors_sha256`: names, dtypes, shapes and values), which the copy keeps
+whatever its file header holds. The copy is written with :func:`irad.checkpoint.save_state`, so
+its weights name the JSON they belong to. Usage::
 
     python scripts/bundle_weights.py --classifier runs/resnet20/model \\
         --classifier-command "irad train-classifier ..." --classifier-accuracy 83.36 \\
@@ -19,34 +24,34 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import shutil
 from pathlib import Path
 
-from irad.utils.checkpoint import checkpoint_paths
-from irad.utils.io import atomic_write_json, sha256_file
+from irad.checkpoint import checkpoint_paths, load_state, save_state, tensors_sha256
+from irad.utils.io import sha256_file
 
 DEST = Path(__file__).resolve().parents[1] / "src" / "irad" / "weights"
 
 
-def bundle(source: str, name: str, provenance: dict[str, object]) -> Path:
-    """Copy ``source`` (a checkpoint prefix) to ``DEST/name.*`` and record ``provenance``."""
-    weights, config = checkpoint_paths(source)
-    if not weights.is_file() or not config.is_file():
-        raise SystemExit(f"{source}: expected {weights} and {config}")
-    out_w, out_c = checkpoint_paths(DEST / name)
-    DEST.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(weights, out_w)
-    cfg = json.loads(config.read_text())
-    cfg["provenance"] = {
+def bundle(source: str | Path, name: str, provenance: dict[str, object], dest: Path = DEST) -> Path:
+    """Copy the checkpoint ``source`` (a prefix) to ``dest/name.*`` and record ``provenance``."""
+    tensors, config = load_state(source)  # refuses a torn or unreadable pair
+    weights, _ = checkpoint_paths(source)
+    record = {
         **provenance,
         "source_checkpoint": str(weights),
-        "sha256": sha256_file(out_w),
+        "source_sha256": sha256_file(weights),
+        "tensors_sha256": tensors_sha256(tensors),
         "bundled_on": dt.date.today().isoformat(),
     }
-    atomic_write_json(out_c, cfg)
-    print(f"{out_w} ({out_w.stat().st_size / 2**20:.2f} MiB), sha256 {cfg['provenance']['sha256']}")
-    return out_w
+    if isinstance(config.get("metadata"), dict):
+        config["metadata"]["provenance"] = record
+    else:  # a flat config from before the config/metadata layout
+        config["provenance"] = record
+    out = save_state(dest / name, tensors, config)
+    print(
+        f"{out} ({out.stat().st_size / 2**20:.2f} MiB), tensors sha256 {record['tensors_sha256']}"
+    )
+    return out
 
 
 def main() -> None:

@@ -282,6 +282,25 @@ def test_autoattack_settings_counts_and_rand(classifier, batch):
     assert rand.config()["eot_iter"] == 2
 
 
+def test_autoattack_square_uses_the_reference_schedule(classifier, batch, monkeypatch):
+    """Square runs with resc_schedule=False, as in fra31/auto-attack (torchattacks: True)."""
+    import torchattacks
+
+    made = []
+
+    class Recording(torchattacks.Square):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(torchattacks, "Square", Recording)
+    x, y = batch
+    attack = build_attack("autoattack", classifier, **SMALL["autoattack"])
+    attack(x, y)
+    assert made and all(sq.rescale_schedule is False for sq in made)
+    assert made[0].n_queries == SMALL["autoattack"]["n_queries"] and made[0].p_init == 0.8
+
+
 def test_autoattack_standard_warns_on_a_random_model(classifier, batch):
     x, y = batch
     surface = attack_surface("adaptive", CountingNoise(), classifier)

@@ -47,4 +47,4 @@ def test_demo_refuses_more_images_than_the_data_has(tmp_path: Path) -> None:
     )
     result = CliRunner().invoke(app, ["demo", "--n", "5", "--data-dir", str(tmp_path)])
     assert result.exit_code != 0
-    assert "--n 5 exceeds the 2 CIFAR-10 test images" in str(result.exception)
+    assert "--n 5 is more than the 2 CIFAR-10 test images" in str(result.exception)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from typer.testing import CliRunner
 
 from irad.defenses import Defense, Identity, build_defense
-from irad.errors import ConfigError, InputError, IradError
+from irad.errors import ConfigError, InputError
 from irad.evaluate import (
     WORST_CASE,
     AttackBackend,
@@ -35,7 +35,7 @@ from irad.evaluate import (
     parse_spec,
     worst_case,
 )
-from irad.evaluate.cache import AdversarialCache, PartialStore
+from irad.evaluate.cache import AdversarialCache, PartialStore, StaleCacheWarning
 from irad.evaluate.sanity import (
     check_blackbox,
     check_large_eps,
@@ -191,7 +191,7 @@ def test_bad_settings_raise_clear_errors(data: tuple[Tensor, Tensor], clf: Class
         )
     with pytest.raises(ConfigError, match="bad parameters for attack 'pgd:stpes=3'"):
         evaluate_defenses({"none": Identity()}, clf, data, ["pgd:stpes=3"], use_cache=False, **FAST)
-    with pytest.raises(ConfigError, match="n must be between 1 and"):
+    with pytest.raises(ConfigError, match="n 1000 is more than the 24 images"):
         evaluate_defenses({"none": Identity()}, clf, data, ["fgsm"], n=1000, **FAST)
     with pytest.raises(ConfigError, match="unknown evaluation setting"):
         evaluate_defenses({"none": Identity()}, clf, data, ["fgsm"], batchsize=3)
@@ -311,16 +311,17 @@ def test_second_run_reuses_the_cache_and_keys_track_every_input(
     assert len(set(keys.values())) == len(keys)
 
 
-def test_cache_rejects_images_that_do_not_belong_to_the_batch(tmp_path: Path) -> None:
+def test_cache_recomputes_images_that_do_not_belong_to_the_batch(tmp_path: Path) -> None:
     cache = AdversarialCache(tmp_path, {"attack": "x"})
     x, y = torch.full((2, 3, 4, 4), 0.5), torch.tensor([0, 1])
     cache.save(0, x + 0.1, y)
     assert cache.load(1, x, y, eps=0.2) is None
     assert torch.equal(cache.load(0, x, y, eps=0.2), x + 0.1)
-    with pytest.raises(IradError, match="exceeds eps"):
-        cache.load(0, x, y, eps=8 / 255)
-    with pytest.raises(IradError, match="labels differ"):
-        cache.load(0, x, torch.tensor([1, 0]), eps=0.2)
+    with pytest.warns(StaleCacheWarning, match="exceeds eps"):
+        assert cache.load(0, x, y, eps=8 / 255) is None
+    with pytest.warns(StaleCacheWarning, match="labels differ"):
+        assert cache.load(0, x, torch.tensor([1, 0]), eps=0.2) is None
+    assert len(cache.problems) == 2
 
 
 def test_resume_after_a_crash_recomputes_nothing_finished(

@@ -9,25 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from irad.defenses import IRAD, ImplicitReconstruction
 from irad.defenses.base import DefendedClassifier
-from irad.defenses.implicit import (
-    IRAD,
-    ImplicitReconstruction,
-    build_irad,
-)
+from irad.defenses.irad import build_irad
 from irad.errors import CheckpointError, ConfigError, InputError
 from irad.models.edsr import EDSR, EDSRConfig
 from irad.models.implicit_presets import get_preset, preset_names
-from irad.models.liif import (
-    FeatureField,
-    ImplicitConfig,
-    ImplicitRepresentation,
-    local_ensemble,
-    make_coord,
-    resize_grid,
-)
+from irad.models.liif import FeatureField, ImplicitConfig, ImplicitRepresentation, local_ensemble
 from irad.models.samplenet import SampleNet, SampleNetConfig
 from irad.resample import bilinear_reconstruct, make_grid, pixel_to_normalized
+from irad.resample.coordinates import make_coord, resize_grid
 from irad.train.tasks import TASKS, build_task, task_names
 
 TINY = ImplicitConfig(EDSRConfig(n_resblocks=1, n_feats=4), decoder_hidden=(8, 8))
@@ -184,8 +175,8 @@ def test_presets_are_data_with_the_paper_sizes():
     paper, cpu = get_preset("paper"), get_preset("cpu")
     assert (paper.encoder_blocks, paper.encoder_channels) == (16, 64)
     assert paper.decoder_hidden == paper.samplenet_hidden == (256, 256, 256, 256)
-    assert (paper.inr_lr, paper.inr_betas, paper.inr_batch_size) == (1e-4, (0.0, 0.9), 128)
-    assert (paper.samplenet_lr, paper.samplenet_batch_size) == (2e-4, 400)
+    assert (paper.inr.lr, paper.inr.betas, paper.inr.batch_size) == (1e-4, (0.0, 0.9), 128)
+    assert (paper.samplenet.lr, paper.samplenet.batch_size) == (2e-4, 400)
     assert cpu.encoder_channels < paper.encoder_channels
     json.dumps(cpu.to_dict())
     assert "preset cpu" in cpu.summary()
@@ -309,7 +300,8 @@ def test_save_and_from_pretrained_reproduce_the_output_bit_for_bit(tmp_path, lay
     assert torch.equal(loaded(x), irad(x))
     assert loaded.samplenet.config == irad.samplenet.config
     saved = json.loads((tmp_path / "irad" / "model.json").read_text())
-    assert saved["format"] == "irad.irad" and saved["representation"]["encoder"]["n_feats"] == 4
+    assert saved["format"] == "irad.irad"
+    assert saved["config"]["representation"]["encoder"]["n_feats"] == 4
 
     recons = irad.reconstruction()
     recons.save_pretrained(tmp_path / "recons")
@@ -329,7 +321,7 @@ def test_wrong_preset_and_bad_checkpoints_give_clear_errors(tmp_path):
         paper.load_weights(tmp_path / "cpu")
     with pytest.raises(CheckpointError, match=r"ImplicitReconstruction\.from_pretrained"):
         IRAD.from_pretrained(tmp_path / "cpu")
-    with pytest.raises(CheckpointError, match="no checkpoint found"):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
         IRAD.from_pretrained(tmp_path / "missing")
     (tmp_path / "cpu" / "model.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="safetensors"):
@@ -486,8 +478,8 @@ def test_skip_model_irad_round_trips_and_zero_shift_is_disco(tmp_path):
 
 
 def test_bundled_weights_load_offline_and_defend_the_bundled_classifier():
+    from irad.checkpoint import bundled_weights_dir
     from irad.models import load_classifier
-    from irad.utils.checkpoint import bundled_weights_dir
 
     irad = IRAD.from_pretrained("cifar10")
     recons = ImplicitReconstruction.from_pretrained("cifar10")
@@ -546,3 +538,97 @@ def test_samplenet_with_a_naive_reconstruction_renders_the_input_at_u(render, tm
     else:
         out.sum().backward()
         assert irad.samplenet.imnet.last.bias.grad.abs().sum() > 0
+
+
+# -- coordinate maths lives in irad.resample.coordinates ----------------------------------------
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (8, 8), (7, 32)])
+def test_length_conversions_invert_and_match_the_grids(size):
+    from irad.resample.coordinates import (
+        length_to_normalized,
+        length_to_pixel,
+        liif_normalize,
+        normalized_cell,
+    )
+
+    h, w = size
+    d = torch.randn(10, 2, dtype=torch.float64)
+    assert torch.allclose(length_to_pixel(length_to_normalized(d, size), size), d)
+    # a shift of d pixels moves a point by d pixels in either unit system
+    p = make_grid(h, w, dtype=torch.float64)
+    shift = torch.tensor([0.75, -1.25], dtype=torch.float64)
+    moved = pixel_to_normalized(p + shift, size) - pixel_to_normalized(p, size)
+    assert torch.allclose(moved, length_to_normalized(shift, size).expand_as(moved))
+    # the cell of one pixel is the spacing of LIIF's grid, whose formula is liif_normalize's
+    grid = make_coord(size)
+    assert torch.equal(liif_normalize(make_grid(h, w), size), grid)
+    cell = normalized_cell(size)
+    if h > 1:
+        assert torch.allclose(grid[1, 0, 0] - grid[0, 0, 0], cell[0])
+    if w > 1:
+        assert torch.allclose(grid[0, 1, 1] - grid[0, 0, 1], cell[1])
+
+
+def test_models_and_defenses_convert_no_units_inline():
+    from pathlib import Path
+
+    import irad
+
+    root = Path(irad.__file__).parent
+    for rel in ("defenses/irad.py", "defenses/reconstruction.py", "models/liif.py"):
+        source = (root / rel).read_text()
+        for pattern in ("2.0 /", "/ 2.0", "* 2 /", "def make_coord", "def liif_normalize"):
+            assert pattern not in source, (rel, pattern)
+
+
+def test_pixel_and_normalized_shift_units_give_the_same_sample_points():
+    pixel = tiny_irad()
+    with torch.no_grad():
+        pixel.samplenet.imnet.last.bias.copy_(torch.tensor([0.5, -1.0]))  # pixels
+    x = torch.rand(1, 3, 4, 8)
+    normalized = tiny_irad(shift_units="normalized")
+    with torch.no_grad():
+        normalized.samplenet.imnet.last.bias.copy_(torch.tensor([0.5 * 2 / 4, -1.0 * 2 / 8]))
+    assert torch.allclose(pixel.shifts(x), normalized.shifts(x))
+    assert torch.allclose(pixel.sample_points(x), make_grid(4, 8) + torch.tensor([0.5, -1.0]))
+    assert torch.allclose(pixel(x), normalized(x), atol=1e-6)
+
+
+# -- one dtype policy for every defense (irad.defenses.base) ------------------------------------
+
+
+def _registered_defenses() -> list[str]:
+    from irad.defenses import DEFENSES
+
+    names, seen = [], []
+    for name in sorted(DEFENSES.names()):
+        factory = DEFENSES.get(name)
+        if all(factory is not other for other in seen):
+            seen.append(factory)
+            names.append(name)
+    return names
+
+
+@pytest.mark.parametrize("name", _registered_defenses())
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_every_defense_takes_any_float_dtype_and_returns_it(name, dtype):
+    from irad.defenses import build_defense
+    from irad.errors import IradError
+
+    try:
+        defense = build_defense(name)  # the implicit defenses load the bundled cifar10 weights
+    except (IradError, ImportError) as err:
+        pytest.skip(f"{name} cannot be built offline with its defaults: {err}")
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16).to(dtype)
+    out = defense(x)
+    assert out.dtype == dtype and out.shape == x.shape
+    assert torch.isfinite(out.float()).all() and out.min() >= 0 and out.max() <= 1
+    if not defense.stochastic:  # computed in the defense's float32, from the same values
+        assert torch.equal(out, defense(x.float()).to(dtype))
+    if dtype == torch.float64 and defense.differentiable:
+        x = x.clone().requires_grad_(True)
+        defense(x).sum().backward()
+        assert x.grad is not None and x.grad.dtype == torch.float64
+        assert torch.isfinite(x.grad).all()

@@ -167,9 +167,10 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     )
     path = save_classifier(clf, tmp_path / "model", metadata={"epochs": 3, "seed": 7})
     assert path == tmp_path / "model.safetensors"
-    config = json.loads((tmp_path / "model.json").read_text())
-    assert config["arch"] == "resnet20" and config["num_classes"] == 100
-    assert config["epochs"] == 3 and config["seed"] == 7
+    saved = json.loads((tmp_path / "model.json").read_text())
+    assert saved["format"] == "irad.classifier"
+    assert saved["config"]["arch"] == "resnet20" and saved["config"]["num_classes"] == 100
+    assert saved["metadata"] == {"epochs": 3, "seed": 7}
 
     x = torch.rand(4, 3, 32, 32)
     for spec in (tmp_path / "model", path, tmp_path / "model.json", str(tmp_path / "model")):
@@ -318,7 +319,7 @@ def test_checkpoint_for_another_architecture(tmp_path):
         load_classifier(tmp_path / "r20", arch="resnet56")
     # A config edited to claim another architecture: the tensors do not fit it.
     cfg = json.loads((tmp_path / "r20.json").read_text())
-    cfg["arch"] = "resnet32"
+    cfg["config"]["arch"] = "resnet32"
     (tmp_path / "r20.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="does not fit"):
         load_classifier(tmp_path / "r20")
@@ -496,3 +497,27 @@ def test_pretrained_resnet20_on_500_test_images_matches_a_direct_computation():
     assert result.correct == int((pred == raw["y"][:500]).sum())
     # A broken loader lands near 10 %; the published model is ~92 % on the full set.
     assert result.accuracy > 0.85
+
+
+def test_load_overrides_the_saved_normalisation(tmp_path):
+    clf = build_classifier("resnet20", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    save_classifier(clf, tmp_path / "m")
+    assert load_classifier(tmp_path / "m").config["mean"] == [0.5, 0.5, 0.5]
+    other = load_classifier(tmp_path / "m", mean=(0.1, 0.2, 0.3), std=(1.0, 1.0, 1.0))
+    assert other.config["mean"] == [0.1, 0.2, 0.3] and other.config["std"] == [1.0, 1.0, 1.0]
+    assert torch.equal(other.normalize.mean.flatten(), torch.tensor([0.1, 0.2, 0.3]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_a_classifier_takes_any_float_dtype_like_a_defense(dtype):
+    from irad.defenses import DefendedClassifier, build_defense
+
+    clf = build_classifier("resnet20").eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = clf(x.to(dtype))
+        assert logits.dtype == dtype
+        assert torch.equal(logits, clf(x.to(dtype).float()).to(dtype))
+        # the deployed model: a learned defense in front, any input dtype
+        model = DefendedClassifier(build_defense("irad"), clf)
+        assert model(x.to(dtype)).dtype == dtype

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irad.defenses.implicit import IRAD, ImplicitReconstruction
+from irad.defenses import IRAD, ImplicitReconstruction
 from irad.defenses.official import (
     OFFICIAL_PRESET,
     convert_official,
@@ -253,12 +253,12 @@ def test_convert_round_trips_bit_for_bit(files, tmp_path):
     assert loaded.preset == OFFICIAL_PRESET
     saved = json.loads((tmp_path / "out" / "model.json").read_text())
     assert saved["format"] == "irad.irad"
-    src = saved["extra"]["converted_from"]
+    src = saved["metadata"]["converted_from"]
     assert src["reconstruction"]["sha256"] == sha256_file(rec_path)
     assert src["samplenet"]["sha256"] == sha256_file(sn_path)
-    assert saved["extra"]["samplenet_encoder_equals_reconstruction_encoder"] is True
-    assert saved["extra"]["liif_args"]["encoder_spec"]["name"] == "edsr-baseline"
-    assert "encoder.sub_mean.weight" in saved["extra"]["dropped"]
+    assert saved["metadata"]["samplenet_encoder_equals_reconstruction_encoder"] is True
+    assert saved["metadata"]["liif_args"]["encoder_spec"]["name"] == "edsr-baseline"
+    assert "encoder.sub_mean.weight" in saved["metadata"]["dropped"]
     # the representation alone loads as the DISCO-style defense
     recons = ImplicitReconstruction.from_pretrained(tmp_path / "out")
     with torch.no_grad():
@@ -337,7 +337,7 @@ def _args(rec):
 BAD_LAYOUTS = {
     "missing key": (
         _edit_rec(lambda r: r["model"]["sd"].pop("encoder.body.1.body.2.bias")),
-        r"missing: encoder\.body\.1\.body\.2\.bias",
+        r"missing keys: encoder\.body\.1\.body\.2\.bias.*official layout",
     ),
     "unexpected name": (
         _edit_rec(lambda r: r["model"]["sd"].__setitem__("decoder.w", torch.zeros(1))),
@@ -345,13 +345,13 @@ BAD_LAYOUTS = {
     ),
     "upsampling tail in the weights": (
         _edit_rec(lambda r: r["model"]["sd"].__setitem__("encoder.tail.0.weight", torch.zeros(1))),
-        r"unexpected: encoder\.tail\.0\.weight",
+        r"unexpected keys: encoder\.tail\.0\.weight",
     ),
     "wrong shape": (
         _edit_rec(
             lambda r: r["model"]["sd"].__setitem__("encoder.body.0.body.0.bias", torch.zeros(5))
         ),
-        r"wrong shapes: encoder\.body\.0\.body\.0\.bias: file \(5,\) vs expected \(4,\)",
+        r"shape mismatches: encoder\.body\.0\.body\.0\.bias: checkpoint \(5,\) vs model \(4,\)",
     ),
     "integer tensor": (
         _edit_rec(

@@ -118,6 +118,35 @@ def test_generation_resumes_without_redoing_finished_chunks(tmp_path):
     assert len(PairDataset(tmp_path, data)) == 12
 
 
+@pytest.mark.parametrize("damage", ["bit-flip", "truncated", "another-chunk"])
+def test_a_damaged_chunk_is_recomputed_on_rerun(tmp_path, damage):
+    data, net = toy_data(), toy_net()
+    generate_pairs(net, data.x, data.y, tmp_path, CONFIG, progress=False)
+    chunks = tmp_path / "chunks"
+    target = chunks / "chunk-00001.safetensors"
+    reference = target.read_bytes()
+    untouched = (chunks / "chunk-00000.safetensors").stat().st_mtime_ns
+    if damage == "bit-flip":
+        broken = bytearray(reference)
+        broken[-1] ^= 0xFF  # one pixel of the payload
+        target.write_bytes(bytes(broken))
+    elif damage == "truncated":
+        target.write_bytes(reference[: len(reference) // 2])
+    else:  # a whole, readable chunk, but of other rows
+        for suffix in (".safetensors", ".json"):
+            (chunks / f"chunk-00001{suffix}").write_bytes(
+                (chunks / f"chunk-00002{suffix}").read_bytes()
+            )
+    if damage != "another-chunk":
+        with pytest.raises(DataError, match=r"chunk 1 .* damaged.*prepare-pairs"):
+            PairDataset(tmp_path, data)
+    with pytest.warns(RuntimeWarning, match=r"chunk 1 of .* is damaged .*; recomputing it"):
+        manifest = generate_pairs(net, data.x, data.y, tmp_path, CONFIG, progress=False)
+    assert target.read_bytes() == reference  # recomputed, identical (seeded)
+    assert (chunks / "chunk-00000.safetensors").stat().st_mtime_ns == untouched
+    assert manifest["totals"]["n"] == 12 and len(PairDataset(tmp_path, data)) == 12
+
+
 def test_a_different_setup_in_the_same_folder_is_refused(tmp_path):
     data = toy_data()
     generate_pairs(toy_net(), data.x, data.y, tmp_path, CONFIG, progress=False)
@@ -195,7 +224,7 @@ def test_prepare_pairs_and_quality_commands(tmp_path):
     from typer.testing import CliRunner
 
     from irad.cli import app
-    from irad.defenses.implicit import ImplicitReconstruction
+    from irad.defenses import ImplicitReconstruction
     from irad.models import build_classifier, save_classifier
     from irad.models.edsr import EDSRConfig
     from irad.models.liif import ImplicitConfig, ImplicitRepresentation

@@ -12,13 +12,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from irad.cli import app
-from irad.cli.purify import find_images, purify_folder
-from irad.defenses import build_defense
-from irad.defenses.implicit import IRAD
+from irad.data import find_images
+from irad.defenses import IRAD, build_defense
 from irad.errors import DataError, InputError
 from irad.models.edsr import EDSRConfig
 from irad.models.liif import ImplicitConfig, ImplicitRepresentation
 from irad.models.samplenet import SampleNetConfig
+from irad.purify import purify_folder
 
 RUNNER = CliRunner()
 
@@ -134,7 +134,14 @@ def test_folder_and_image_errors_are_clear(images, tmp_path):
     empty = _run("-d", "jpeg", "-i", tmp_path / "empty", "-o", tmp_path / "o")
     assert isinstance(empty.exception, InputError) and "no images under" in str(empty.exception)
     inside = _run("-d", "jpeg", "-i", images, "-o", images / "purified")
-    assert isinstance(inside.exception, InputError) and "inside --input" in str(inside.exception)
+    assert isinstance(inside.exception, InputError) and "inside the input folder" in str(
+        inside.exception
+    )
+
+    (tmp_path / "a-file").write_text("")
+    blocked = _run("-d", "irad:checkpoint=nowhere", "-i", images, "-o", tmp_path / "a-file" / "o")
+    # refused before the defense is built (its checkpoint does not exist either)
+    assert isinstance(blocked.exception, InputError) and "is a file" in str(blocked.exception)
 
     _write(images / "a.jpg", (5, 7))  # a.png and a.jpg would both become a.png
     clash = _run("-d", "jpeg", "-i", images, "-o", tmp_path / "o")
@@ -156,10 +163,63 @@ def test_main_prints_one_line_and_exits_2(monkeypatch, capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2
-    assert "error: --input" in capsys.readouterr().err
+    assert "error: the input folder" in capsys.readouterr().err
 
 
 def test_help_shows_examples():
     result = RUNNER.invoke(app, ["purify", "--help"], env={"COLUMNS": "120"})
     assert result.exit_code == 0
     assert "Examples" in result.output and "irad:checkpoint=" in result.output
+
+
+def _png16_values(path) -> np.ndarray:
+    """The pixels of a 16-bit RGB PNG, decoded without PIL (which reads such files at 8 bits)."""
+    import struct
+    import zlib
+
+    data = path.read_bytes()
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (size,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + size]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + size
+    w, h, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert (depth, colour) == (16, 2)  # 16 bits per channel, RGB
+    raw = zlib.decompress(idat)
+    stride = 1 + w * 6
+    assert all(raw[r * stride] == 0 for r in range(h))  # filter type 0 on every row
+    rows = b"".join(raw[r * stride + 1 : (r + 1) * stride] for r in range(h))
+    return np.frombuffer(rows, dtype=">u2").reshape(h, w, 3).astype(np.uint16)
+
+
+def test_a_16_bit_png_is_purified_at_16_bits_not_to_white(tmp_path):
+    grey = (np.arange(4 * 6, dtype=np.uint32).reshape(4, 6) * 2700 + 300).astype(np.uint16)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(grey).save(tmp_path / "in" / "scan.png")  # PIL mode I;16
+    _write(tmp_path / "in" / "photo.png", (4, 6), seed=7)
+    summary = purify_folder("none", tmp_path / "in", tmp_path / "out", progress=False)
+    assert summary.written == 2 and summary.written_16bit == 1
+    assert "1 of them 16-bit" in summary.line()
+    out = _png16_values(tmp_path / "out" / "scan.png")
+    assert np.array_equal(out, np.repeat(grey[..., None], 3, axis=2))  # every bit kept
+    with Image.open(tmp_path / "out" / "photo.png") as im:  # 8-bit inputs stay 8-bit
+        assert im.mode == "RGB"
+    manifest = json.loads((tmp_path / "out" / "purify.json").read_text())
+    assert manifest["written_16bit"] == 1 and "bit depth" in manifest["output_format"]
+    # a defense sees the 16-bit image scaled by 65535, so it is not white
+    jpeg = purify_folder("jpeg:quality=95", tmp_path / "in", tmp_path / "jpeg", progress=False)
+    assert jpeg.written == 2
+    values = _png16_values(tmp_path / "jpeg" / "scan.png")
+    assert abs(float(values.mean()) - float(grey.mean())) < 0.02 * 65535
+
+
+def test_an_image_folder_reads_16_bit_pngs_scaled_not_clipped(tmp_path):
+    from irad.data import ImageFolderDataset
+
+    grey = np.full((4, 4), 32896, dtype=np.uint16)  # mid-grey at 16 bits: 32896 / 257 = 128
+    (tmp_path / "cls").mkdir()
+    Image.fromarray(grey).save(tmp_path / "cls" / "a.png")
+    x, _ = ImageFolderDataset(tmp_path)[0]
+    assert torch.allclose(x, torch.full_like(x, 128 / 255))

@@ -26,7 +26,7 @@ def make_task(n: int = 8, size: int = 16) -> tuple[Classifier, tuple[torch.Tenso
 
 @pytest.mark.parametrize("name", table_names())
 def test_every_row_of_every_table_builds_a_defense(name: str, tmp_path) -> None:
-    from irad.defenses.implicit import IRAD
+    from irad.defenses import IRAD
     from irad.models.edsr import EDSRConfig
     from irad.models.liif import ImplicitConfig, ImplicitRepresentation
     from irad.models.samplenet import SampleNetConfig

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from irad.checkpoint import TornCheckpoint, load_state, save_state
 from irad.data import ImageDataset
 from irad.errors import CheckpointError, ConfigError
 from irad.models import build_classifier, load_classifier
@@ -27,7 +29,6 @@ from irad.train import (
     epoch_generator,
     shard_batch,
 )
-from irad.utils.checkpoint import save_state
 
 
 class Kill(Exception):
@@ -243,15 +244,78 @@ def test_resume_without_a_checkpoint_starts_a_new_run(tmp_path):
     assert summary["global_step"] == ToyObjective().steps_per_epoch()
 
 
-def test_torn_checkpoint_is_detected(tmp_path):
+def test_a_kill_while_saving_resumes_from_the_previous_checkpoint(tmp_path, monkeypatch):
+    import irad.checkpoint as ckpt
+
+    full = config(tmp_path, "full")
+    Trainer(ToyObjective(), full).fit()
+
+    # Die at the end of epoch 2, after last.safetensors is written and before last.json is.
+    cut = config(tmp_path, "cut")
+    real_write, written = ckpt.atomic_write_bytes, []
+
+    def dying(path, data):
+        if Path(path).name == "last.json" and written.count("last.json") == 1:
+            raise Kill
+        written.append(Path(path).name)
+        return real_write(path, data)
+
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", dying)
+    with pytest.raises(Kill):
+        Trainer(ToyObjective(), cut).fit()
+    monkeypatch.undo()
+    out = Path(cut.out_dir)
+    with pytest.raises(TornCheckpoint):
+        load_state(out / "last")  # new weights, old JSON: refused, never mixed
+    assert load_state(out / "previous")[1]["progress"]["epoch"] == 1  # kept until committed
+    with pytest.warns(UserWarning, match=r"not the weights file.*resuming from the previous"):
+        Trainer(ToyObjective(init_seed=99), cut).fit(resume=True)
+    assert_same_weights(weights(Path(full.out_dir)), weights(out))
+    assert [r["epoch"] for r in history(out)] == [1, 2, 3]
+
+
+def test_a_torn_checkpoint_without_a_previous_one_is_refused(tmp_path):
     cfg = config(tmp_path, epochs=1)
     Trainer(ToyObjective(), cfg).fit()
-    meta_path = Path(cfg.out_dir) / "last.json"
-    meta = json.loads(meta_path.read_text())
-    meta["token"] += 1  # as if the JSON came from another save than the weights
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="different saves"):
+    out = Path(cfg.out_dir)
+    assert not (out / "previous.json").exists()  # one save only
+    save_state(tmp_path / "other", {"w": torch.zeros(1)}, {})
+    (tmp_path / "other.safetensors").replace(out / "last.safetensors")
+    with pytest.raises(CheckpointError, match=r"cannot resume .*not the weights file.*--overwrite"):
         Trainer(ToyObjective(), cfg).fit(resume=True)
+
+
+_HOLD_LOCK = """
+import sys, time
+from irad.utils.lock import RunLock
+RunLock(sys.argv[1], purpose="another training").acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_run_into_a_busy_folder_fails_at_once(tmp_path):
+    from irad.utils.lock import RunFolderBusy
+
+    cfg = config(tmp_path, epochs=1)
+    out = Path(cfg.out_dir)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with pytest.raises(RunFolderBusy, match=rf"in use by pid {holder.pid} .*another folder"):
+            Trainer(ToyObjective(), cfg).fit()
+        assert time.monotonic() - started < 10
+        assert [p.name for p in out.iterdir()] == [".lock"]  # nothing read or written
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale, and the run goes ahead (and lets go of the folder).
+    with pytest.warns(UserWarning, match="stale lock"):
+        Trainer(ToyObjective(), cfg).fit()
+    assert (out / "model.safetensors").is_file() and not (out / ".lock").exists()
 
 
 def test_divergence_is_reported(tmp_path):
@@ -424,7 +488,7 @@ def test_classifier_objective_learns_and_saves_a_loadable_model(tmp_path):
     clf.eval()
     with torch.no_grad():
         assert torch.equal(loaded(x[:4]), clf(x[:4]))
-    meta = json.loads((Path(cfg.out_dir) / "model.json").read_text())
+    meta = json.loads((Path(cfg.out_dir) / "model.json").read_text())["metadata"]
     assert meta["training"]["label_smoothing"] == 0.1
     assert meta["training"]["last_evaluation"]["test_acc"] == records[-1]["test_acc"]
 

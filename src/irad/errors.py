@@ -19,6 +19,13 @@ class ConfigError(IradError, ValueError):
     """An unknown name or an invalid setting in a configuration."""
 
 
+class SettingError(InputError, ConfigError):
+    """A setting (an argument, a command-line option, a config field or a name) has a bad value.
+
+    Both an :class:`InputError` and a :class:`ConfigError`: callers catching either see it.
+    """
+
+
 class DataError(IradError, OSError):
     """A data set is missing, corrupt, or failed its checksum."""
 

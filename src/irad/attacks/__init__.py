@@ -2,8 +2,10 @@
 
 ``build_attack(name, model, eps=8, **params)`` returns an :class:`Attack`; ``attack(x, y)``
 returns adversarial images in [0, 1] within ε of ``x`` (ε and step sizes in /255 units).
-``attack_surface(threat, defense, classifier)`` gives the module to attack under a threat
-model (``oblivious``, ``bpda``, ``bpda-eot``, ``adaptive``; see :mod:`irad.attacks.threat`).
+``threat_model(name)`` gives a threat model (``oblivious``, ``bpda``, ``bpda-eot``,
+``adaptive``; see :mod:`irad.attacks.threat`): an object that says whether the attack sees the
+defense, whether random defenses get EOT, which module the attack differentiates through
+(``attack_surface(threat, defense, classifier)``) and how an attack adapts to a defense.
 
 Attacks, their implementation and defaults (all L∞, ``eps=8``; step sizes in /255):
 
@@ -70,9 +72,14 @@ from irad.attacks.threat import (
     STRONG_BPDA,
     STRONG_BPDA_EOT_SAMPLES,
     THREAT_MODELS,
+    THREATS,
+    AttackPlan,
+    ThreatModel,
     attack_surface,
+    is_stochastic,
     paper_bpda_attack,
     strong_bpda_attack,
+    threat_model,
 )
 
 __all__ = [
@@ -82,17 +89,22 @@ __all__ = [
     "PAPER_BPDA",
     "STRONG_BPDA",
     "STRONG_BPDA_EOT_SAMPLES",
+    "THREATS",
     "THREAT_MODELS",
     "Attack",
     "AttackContext",
+    "AttackPlan",
+    "ThreatModel",
     "attack_names",
     "attack_parameters",
     "attack_surface",
     "build_attack",
     "gradient_stats",
+    "is_stochastic",
     "paper_bpda_attack",
     "project_linf",
     "register_attack",
     "straight_through",
     "strong_bpda_attack",
+    "threat_model",
 ]

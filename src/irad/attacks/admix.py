@@ -19,22 +19,16 @@ generator, so the attack is reproducible.
 
 from __future__ import annotations
 
-import numbers
+from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from irad.attacks.base import (
-    Attack,
-    AttackContext,
-    check_positive,
-    check_positive_int,
-    project_linf,
-)
+from irad.attacks.base import Attack, AttackContext, Param, project_linf
 from irad.attacks.registry import register_attack
-from irad.errors import InputError
+from irad.checks import check_float, check_positive, check_positive_int
 
 __all__ = ["Admix", "admix_partners"]
 
@@ -87,45 +81,30 @@ class Admix(Attack):
         True
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        eps: float = 8.0,
-        *,
-        steps: int = 10,
-        alpha: float | None = None,
-        decay: float = 1.0,
-        num_scales: int = 5,
-        num_mixes: int = 3,
-        eta: float = 0.2,
-        seed: int = 0,
-    ) -> None:
-        super().__init__(model, eps, seed=seed)
-        self.steps = check_positive_int(steps, "steps")
-        if alpha is None:
-            self.alpha_255 = self.eps_255 / self.steps
-        else:
-            self.alpha_255 = check_positive(alpha, "alpha (in /255 units)", upper=255.0)
-        if isinstance(decay, bool) or not isinstance(decay, numbers.Real) or decay < 0:
-            raise InputError(f"decay must be a number >= 0, got {decay!r}")
-        self.decay = float(decay)
-        self.num_scales = check_positive_int(num_scales, "num_scales")
-        self.num_mixes = check_positive_int(num_mixes, "num_mixes")
-        self.eta = check_positive(eta, "eta", upper=1.0)
+    parameters = MappingProxyType(
+        {
+            "steps": Param(10, check_positive_int),
+            "alpha": Param(
+                None, lambda v, name: check_positive(v, f"{name} (in /255 units)", 255.0), True
+            ),
+            "decay": Param(1.0, lambda v, name: check_float(v, name, 0.0)),
+            "num_scales": Param(5, check_positive_int),
+            "num_mixes": Param(3, check_positive_int),
+            "eta": Param(0.2, lambda v, name: check_positive(v, name, 1.0)),
+        }
+    )
 
     @property
     def stochastic(self) -> bool:
         return True
 
+    @property
+    def step_255(self) -> float:
+        """The step size in /255: ``alpha``, or ε / T when ``alpha`` is None."""
+        return self.eps_255 / self.steps if self.alpha is None else self.alpha
+
     def params(self) -> dict[str, Any]:
-        return {
-            "steps": self.steps,
-            "alpha": self.alpha_255,
-            "decay": self.decay,
-            "num_scales": self.num_scales,
-            "num_mixes": self.num_mixes,
-            "eta": self.eta,
-        }
+        return {**super().params(), "alpha": self.step_255}
 
     def _admix_gradient(self, x_t: Tensor, x: Tensor, y: Tensor, ctx: AttackContext) -> Tensor:
         """ḡ: the loss gradient at ``x_t`` averaged over the admixed, scaled copies."""
@@ -146,7 +125,7 @@ class Admix(Attack):
         return grad / (self.num_scales * self.num_mixes)
 
     def perturb(self, x: Tensor, y: Tensor, ctx: AttackContext) -> Tensor:
-        alpha = self.alpha_255 / 255.0
+        alpha = self.step_255 / 255.0
         momentum = torch.zeros_like(x)
         x_t = x.clone()
         for _ in range(self.steps):

@@ -9,7 +9,7 @@ FAB and Square itself, with the settings of ``fra31/auto-attack``:
 version     components (run in order, each on the images still classified correctly)
 =========== ================================================================================
 standard    APGD-CE (100 it.), APGD-T (100 it., 9 targets), FAB-T (100 it., 9 targets),
-            Square (5000 queries); 1 restart each
+            Square (5000 queries, ``resc_schedule=False``); 1 restart each
 rand        APGD-CE and APGD-DLR (100 it.), each with EOT over 20 gradient samples; for
             random defenses
 =========== ================================================================================
@@ -21,21 +21,17 @@ case over the components), else the clean image (projected like every attack's o
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torchattacks
 from torch import Tensor, nn
 
-from irad.attacks.base import (
-    Attack,
-    AttackContext,
-    check_choice,
-    check_positive_int,
-    project_linf,
-)
+from irad.attacks.base import Attack, AttackContext, project_linf
 from irad.attacks.registry import register_attack
 from irad.attacks.torchattacks_wrappers import DEFAULT_TARGET_CLASSES, make_torchattack
+from irad.checks import check_choice, check_positive_int
 from irad.errors import InputError
 
 __all__ = ["AutoAttack"]
@@ -80,7 +76,7 @@ class AutoAttack(Attack):
         seed: int = 0,
     ) -> None:
         super().__init__(model, eps, seed=seed)
-        self.version = check_choice(version, ("standard", "rand"), "version")
+        self.version = check_choice(version, "version", ("standard", "rand"))
         self.steps = check_positive_int(steps, "steps")
         self.n_queries = check_positive_int(n_queries, "n_queries")
         self.eot_iter = check_positive_int(eot_iter, "eot_iter")
@@ -90,6 +86,17 @@ class AutoAttack(Attack):
     @property
     def stochastic(self) -> bool:
         return True
+
+    @classmethod
+    def for_random_model(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameters for attacking a random model: the ``rand`` version (EOT over
+        ``eot_iter`` gradient samples) unless a version is given."""
+        return {**params} if "version" in params else {**params, "version": "rand"}
+
+    @classmethod
+    def averages_gradients(cls, params: Mapping[str, Any]) -> bool:
+        """Whether these parameters average gradients over random draws (``rand``)."""
+        return params.get("version", "standard") == "rand"
 
     @property
     def implementation(self) -> str:
@@ -147,7 +154,15 @@ class AutoAttack(Attack):
             (
                 "square",
                 make_torchattack(
-                    torchattacks.Square, m, device, n_queries=self.n_queries, n_restarts=1, **common
+                    torchattacks.Square,
+                    m,
+                    device,
+                    n_queries=self.n_queries,
+                    n_restarts=1,
+                    # reference setting: p's schedule as written for 10,000 queries, not
+                    # stretched to n_queries (torchattacks' default)
+                    resc_schedule=False,
+                    **common,
                 ),
             ),
         ]

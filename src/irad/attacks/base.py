@@ -17,29 +17,26 @@ Each attack implements only :meth:`Attack.perturb` (its algorithm). The base cla
 from __future__ import annotations
 
 import contextlib
+import inspect
 import io
-import math
-import numbers
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from irad.checks import check_images, check_labels, check_logits
+from irad.checks import check_images, check_labels, check_logits, check_positive, check_seed
 from irad.errors import InputError, IradError
+from irad.utils.seed import seeded
 
 __all__ = [
     "Attack",
     "AttackContext",
     "LogitsChecked",
+    "Param",
     "attack_mode",
-    "check_choice",
-    "check_positive",
-    "check_positive_int",
-    "check_seed",
     "project_linf",
     "quiet_stdout",
     "straight_through",
@@ -121,41 +118,27 @@ class LogitsChecked(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Argument checks (settings, not tensors)
+# Parameters, declared once per attack
 
 
-def check_positive_int(value: object, name: str) -> int:
-    """Check an integer setting ``>= 1`` (steps, queries, samples)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
+@dataclass(frozen=True)
+class Param:
+    """One parameter of an attack, declared once on the class (see :attr:`Attack.parameters`).
 
+    The declaration gives the constructor its keyword argument (with ``default``), the check of
+    a given value (``check(value, name)`` from :mod:`irad.checks`, returning the value to keep)
+    and the entry of :meth:`Attack.params`. The value is stored on the attack under the
+    parameter's name, in user units (step sizes in /255).
 
-def check_positive(value: object, name: str, *, upper: float = math.inf) -> float:
-    """Check a real setting in ``(0, upper]`` and return it as a float."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InputError(f"{name} must be a number, got {value!r}")
-    value = float(value)
-    if not (0.0 < value <= upper):
-        bound = "" if math.isinf(upper) else f", {upper:g}"
-        raise InputError(f"{name} must be in (0{bound}], got {value:g}")
-    return value
+    Attributes:
+        default: the value when the argument is not given.
+        check: validates and normalises a given value.
+        optional: ``None`` is accepted (and kept) besides the values ``check`` accepts.
+    """
 
-
-def check_seed(value: object) -> int:
-    """Check a seed (any integer, NumPy integers included)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"seed must be an integer, got {value!r}")
-    if not 0 <= value < 2**63:
-        raise InputError(f"seed must be in [0, 2**63), got {value}")
-    return int(value)
-
-
-def check_choice(value: object, choices: tuple[str, ...], name: str) -> str:
-    """Check a string setting against its allowed values."""
-    if value not in choices:
-        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return str(value)
+    default: Any
+    check: Callable[[Any, str], Any]
+    optional: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,17 +164,6 @@ def attack_mode(model: nn.Module) -> Iterator[None]:
             m.training = training
         for p, requires_grad in flags:
             p.requires_grad_(requires_grad)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int, device: torch.device) -> Iterator[torch.Generator]:
-    """Fork and seed the global RNG (restored on exit) and yield a generator seeded alike."""
-    fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed)
-        generator = torch.Generator(device=device)
-        generator.manual_seed(seed)
-        yield generator
 
 
 @dataclass(frozen=True)
@@ -244,16 +216,51 @@ class Attack:
 
     #: Registry name, set by ``ATTACKS.register``-decorated subclasses.
     name: ClassVar[str] = "attack"
+    #: The attack's own parameters, declared once: the constructor takes them as keyword
+    #: arguments (its signature is built from them), checks and stores them, and
+    #: :meth:`params` reports them, in this order.
+    parameters: ClassVar[Mapping[str, Param]] = {}
 
-    def __init__(self, model: nn.Module, eps: float = 8.0, *, seed: int = 0) -> None:
+    def __init__(self, model: nn.Module, eps: float = 8.0, *, seed: int = 0, **params: Any) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(
                 f"the model to attack must be a torch.nn.Module, got {type(model).__name__}"
             )
         self.model = model
-        self.eps_255 = check_positive(eps, "eps (in /255 units)", upper=255.0)
+        self.eps_255 = check_positive(eps, "eps (in /255 units)", 255.0)
         self.eps = self.eps_255 / 255.0
         self.seed = check_seed(seed)
+        unknown = sorted(set(params) - set(self.parameters))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {unknown}")
+        for key, param in self.parameters.items():
+            value = params.get(key, param.default)
+            if not (value is None and param.optional):
+                value = param.check(value, key)
+            setattr(self, key, value)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # The signature that build_attack, attack_parameters and help texts read: the declared
+        # parameters as keyword arguments. A subclass with its own __init__ keeps that one's.
+        if cls.__init__ is not Attack.__init__:
+            cls.__signature__ = None  # type: ignore[attr-defined]
+            return
+        positional, keyword = (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+        declared = [
+            inspect.Parameter(k, keyword, default=p.default) for k, p in cls.parameters.items()
+        ]
+        cls.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [
+                inspect.Parameter("model", positional),
+                inspect.Parameter("eps", positional, default=8.0),
+                *declared,
+                inspect.Parameter("seed", keyword, default=0),
+            ]
+        )
 
     # -- what subclasses provide ----------------------------------------------------------
 
@@ -267,7 +274,7 @@ class Attack:
 
     def params(self) -> dict[str, Any]:
         """The attack's own settings, in user units (step sizes in /255), for :meth:`config`."""
-        return {}
+        return {key: getattr(self, key) for key in self.parameters}
 
     @property
     def stochastic(self) -> bool:
@@ -298,7 +305,11 @@ class Attack:
         seed = self.seed if seed is None else check_seed(seed)
         x = x.detach()
         y = y.detach().to(x.device)
-        with attack_mode(self.model), _seeded(seed, x.device) as generator, torch.enable_grad():
+        with (
+            attack_mode(self.model),
+            seeded(seed, devices=[x.device]) as generator,
+            torch.enable_grad(),
+        ):
             num_classes = self._probe(x, y)
             ctx = AttackContext(
                 generator, seed, num_classes, LogitsChecked(self.model, num_classes)

@@ -1,20 +1,34 @@
-"""Threat models: which module an attack differentiates through.
+"""Threat models: what the adversary knows, and which module its attack differentiates through.
 
-====================== ===================================================================
-threat                 surface returned by :func:`attack_surface`
-====================== ===================================================================
-``oblivious``          the classifier alone; the defense is applied to the finished
-                       adversarial images (so they can be cached and shared by defenses)
-``bpda``               ``classifier(BPDA(defense)(x))``: forward through the defense,
-                       backward as the identity (Athalye et al. 2018)
-``bpda-eot``           :class:`EOT` over ``eot_samples`` draws of the ``bpda`` surface
-                       (for random defenses)
-``adaptive``           ``classifier(defense(x))`` with the defense's real gradients, EOT over
-                       ``eot_samples`` draws when the defense is random; a defense that
-                       declares ``differentiable = False`` is run forward as itself and
-                       backward through ``defense.differentiable_surrogate()`` (BPDA with a
-                       surrogate)
-====================== ===================================================================
+Each threat model is an object of the registry :data:`THREATS` (built by name with
+:func:`threat_model`); the evaluation harness asks it, never compares names:
+
+====================== ======== ======== ====================================================
+threat                 white    EOT      surface returned by :meth:`ThreatModel.surface`
+                       box
+====================== ======== ======== ====================================================
+``oblivious``          no       no       the classifier alone; the defense is applied to the
+                                         finished adversarial images (so they can be cached
+                                         and shared by every defense)
+``bpda``               yes      no       ``classifier(BPDA(defense)(x))``: forward through
+                                         the defense, backward as the identity (Athalye et
+                                         al. 2018)
+``bpda-eot``           yes      yes      :class:`EOT` over ``eot_samples`` draws of the
+                                         ``bpda`` surface when the defense is random
+``adaptive``           yes      yes      ``classifier(defense(x))`` with the defense's real
+                                         gradients, EOT over ``eot_samples`` draws when the
+                                         defense is random; a defense that declares
+                                         ``differentiable = False`` is run forward as itself
+                                         and backward through
+                                         ``defense.differentiable_surrogate()``
+====================== ======== ======== ====================================================
+
+EOT is driven by the defense's ``stochastic`` flag alone (a chain of defenses is random if any
+part is), so a new random defense needs no change here. :meth:`ThreatModel.adapt` adapts an
+attack to a defense: against a random defense a white-box threat asks the attack class for its
+random-model settings (AutoAttack switches ``standard`` to ``rand``, EOT 20), and an attack that
+averages gradients itself (AutoAttack ``rand``, ``eotpgd``, ``eot_iter > 1``) gets a surface
+without a second EOT layer.
 
 The paper's BPDA attack is PGD with 10 steps of 1/255 and no random start
 (:data:`PAPER_BPDA`, :func:`paper_bpda_attack`); the CPU protocol adds a strong variant with 100
@@ -24,25 +38,26 @@ Table 5 is ``adaptive`` with AutoAttack (``version="rand"`` for random defenses)
 EOT here averages *logits* over the samples (``reduce="logits"``), the usual choice in adaptive
 evaluations of random pre-processing defenses; ``reduce="probs"`` averages softmax
 probabilities instead and returns their log, so that cross-entropy on the output is
-``-log E[p_y]``. Either is a module returning logits, so every attack works on it. Note that
-AutoAttack's ``rand`` version and ``eotpgd`` already average *gradients* over
-``eot_iter`` forward passes: with them, use ``eot_samples=1`` unless you want both.
+``-log E[p_y]``. Either is a module returning logits, so every attack works on it.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from irad.attacks.base import Attack, check_choice, check_positive_int, straight_through
-from irad.attacks.registry import build_attack
-from irad.checks import check_logits
+from irad.attacks.base import Attack, straight_through
+from irad.attacks.registry import ATTACKS, attack_parameters, build_attack
+from irad.checks import check_choice, check_logits, check_positive_int
 from irad.defenses.base import DefendedClassifier
 from irad.errors import ConfigError, InputError
+from irad.registry import Registry
 
 __all__ = [
     "BPDA",
@@ -50,13 +65,16 @@ __all__ = [
     "PAPER_BPDA",
     "STRONG_BPDA",
     "STRONG_BPDA_EOT_SAMPLES",
+    "THREATS",
     "THREAT_MODELS",
+    "AttackPlan",
+    "ThreatModel",
     "attack_surface",
+    "is_stochastic",
     "paper_bpda_attack",
     "strong_bpda_attack",
+    "threat_model",
 ]
-
-THREAT_MODELS: tuple[str, ...] = ("oblivious", "bpda", "bpda-eot", "adaptive")
 
 #: The paper's BPDA attack (Sec. 6, Table 3): PGD, 10 steps of 1/255, no random start.
 PAPER_BPDA: dict[str, Any] = {"name": "pgd", "steps": 10, "alpha": 1.0, "random_start": False}
@@ -132,7 +150,7 @@ class EOT(nn.Module):
             raise InputError(f"EOT needs an nn.Module, got {type(module).__name__}")
         self.module = module
         self.samples = check_positive_int(samples, "EOT samples")
-        self.reduce = check_choice(reduce, ("logits", "probs"), "reduce")
+        self.reduce = check_choice(reduce, "reduce", ("logits", "probs"))
 
     @property
     def stochastic(self) -> bool:
@@ -151,50 +169,197 @@ class EOT(nn.Module):
         return f"samples={self.samples}, reduce={self.reduce!r}"
 
 
-def _eot(surface: nn.Module, defense: nn.Module, samples: int) -> nn.Module:
-    # Averaging identical outputs only costs time: a deterministic defense gets one sample.
-    if samples > 1 and getattr(defense, "stochastic", False):
-        return EOT(surface, samples)
-    return surface
+def is_stochastic(module: Any) -> bool:
+    """Whether ``module`` declares itself random (``stochastic = True``; chains and wrappers
+    pass their parts' flag on)."""
+    return bool(getattr(module, "stochastic", False))
 
 
-def attack_surface(
-    threat: str, defense: nn.Module, classifier: nn.Module, *, eot_samples: int = 1
-) -> nn.Module:
-    """The module an attack differentiates through under ``threat`` (see the module table).
+@dataclass(frozen=True)
+class AttackPlan:
+    """An attack as a threat model runs it on one defense.
 
-    Args:
-        threat: one of :data:`THREAT_MODELS`.
-        defense: an :class:`irad.defenses.Defense` (images -> images in [0, 1]).
-        classifier: images in [0, 1] -> logits.
-        eot_samples: forward passes averaged by ``bpda-eot`` and ``adaptive`` when the defense
-            is random (``defense.stochastic``); ignored by ``oblivious`` and ``bpda`` and for
-            deterministic defenses.
+    Attributes:
+        params: the attack's parameters (the requested ones, adapted to the defense).
+        eot_samples: forward passes averaged per gradient by the surface (1: no EOT layer).
+        adapted: the parameters that the threat model changed, e.g. ``{"version": "rand"}``.
+    """
 
-    Returns:
-        An ``nn.Module`` from images to logits with a ``stochastic`` attribute where relevant.
+    params: dict[str, Any]
+    eot_samples: int = 1
+    adapted: dict[str, Any] = field(default_factory=dict)
+
+
+class ThreatModel:
+    """What the adversary knows, as an object the harness asks (see the module table).
+
+    Subclasses set the class attributes and :meth:`_defense_stage`; register them in
+    :data:`THREATS` with :func:`register_threat`.
+
+    Attributes:
+        name: the registry name, as written on the command line.
+        white_box: the attack sees the defense (its surface contains it). When False, the attack
+            runs on the classifier alone, once for all defenses, which are then applied to the
+            finished adversarial images.
+        uses_eot: random defenses (``defense.stochastic``) are attacked through :class:`EOT`.
+        real_gradients: the backward pass goes through the defense itself (else BPDA's
+            identity, or no defense at all).
+        with_eot: the name of the threat that adds EOT to this one (what a random defense
+            needs), or None.
+        description: one line for reports.
 
     Example:
         >>> from irad.defenses import Identity
-        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
-        >>> attack_surface("bpda", Identity(), net)(torch.rand(2, 3, 4, 4)).shape
-        torch.Size([2, 10])
+        >>> threat = threat_model("bpda-eot")
+        >>> threat.white_box, threat.uses_eot, threat.eot_samples(Identity(), 10)
+        (True, True, 1)
     """
-    if threat not in THREAT_MODELS:
-        raise ConfigError(f"unknown threat model {threat!r}; known: {', '.join(THREAT_MODELS)}")
-    for obj, what in ((defense, "defense"), (classifier, "classifier")):
-        if not isinstance(obj, nn.Module):
-            raise InputError(f"the {what} must be an nn.Module, got {type(obj).__name__}")
-    samples = check_positive_int(eot_samples, "eot_samples")
-    if threat == "oblivious":
-        return classifier
-    if threat == "bpda":
-        return DefendedClassifier(BPDA(defense), classifier)
-    if threat == "bpda-eot":
-        return _eot(DefendedClassifier(BPDA(defense), classifier), defense, samples)
-    # adaptive
-    stage: nn.Module = defense
-    if not getattr(defense, "differentiable", True):
+
+    name: ClassVar[str] = ""
+    white_box: ClassVar[bool] = True
+    uses_eot: ClassVar[bool] = False
+    real_gradients: ClassVar[bool] = False
+    with_eot: ClassVar[str | None] = None
+    description: ClassVar[str] = ""
+
+    def __repr__(self) -> str:
+        return f"threat_model({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
+
+    def eot_samples(self, defense: nn.Module, requested: int) -> int:
+        """EOT samples per gradient on ``defense``: ``requested`` if this threat uses EOT and
+        the defense is random, else 1 (averaging identical outputs only costs time)."""
+        samples = check_positive_int(requested, "eot_samples")
+        return samples if self.uses_eot and is_stochastic(defense) else 1
+
+    def surface(
+        self, defense: nn.Module, classifier: nn.Module, *, eot_samples: int = 1
+    ) -> nn.Module:
+        """The module the attack differentiates through: images in [0, 1] -> logits.
+
+        Args:
+            defense: an :class:`irad.defenses.Defense` (images -> images in [0, 1]).
+            classifier: images in [0, 1] -> logits.
+            eot_samples: forward passes averaged per gradient when this threat uses EOT and
+                the defense is random; ignored otherwise.
+        """
+        for obj, what in ((defense, "defense"), (classifier, "classifier")):
+            if not isinstance(obj, nn.Module):
+                raise InputError(f"the {what} must be an nn.Module, got {type(obj).__name__}")
+        samples = self.eot_samples(defense, eot_samples)
+        stage = self._defense_stage(defense)
+        if stage is None:
+            return classifier
+        surface: nn.Module = DefendedClassifier(stage, classifier)
+        return EOT(surface, samples) if samples > 1 else surface
+
+    def _defense_stage(self, defense: nn.Module) -> nn.Module | None:
+        """The defense as the surface sees it (None: the surface is the classifier alone)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def adapt(
+        self, attack: str, params: Mapping[str, Any], defense: nn.Module, *, eot_samples: int
+    ) -> AttackPlan:
+        """How the attack ``attack`` with ``params`` is run on ``defense`` under this threat.
+
+        Against a random defense, a white-box threat asks the attack class for its settings
+        for random models (``for_random_model``: AutoAttack's ``rand`` version). An attack that
+        averages gradients itself (``averages_gradients``; by default ``eot_iter > 1``) gets a
+        surface without a second EOT layer.
+
+        Example:
+            >>> from irad.defenses import build_defense
+            >>> plan = threat_model("adaptive").adapt(
+            ...     "autoattack", {}, build_defense("randomization"), eot_samples=10)
+            >>> plan.params, plan.eot_samples
+            ({'version': 'rand'}, 1)
+        """
+        requested = dict(params)
+        run = dict(requested)
+        factory = ATTACKS.get(attack) if attack in ATTACKS else None
+        if self.white_box and is_stochastic(defense):
+            adapt = getattr(factory, "for_random_model", None)
+            if callable(adapt):
+                run = dict(adapt(run))
+        if _averages_gradients(attack, factory, run):
+            samples = 1
+        else:
+            samples = self.eot_samples(defense, eot_samples)
+        adapted = {k: v for k, v in run.items() if k not in requested or requested[k] != v}
+        return AttackPlan(run, samples, adapted)
+
+
+def _averages_gradients(name: str, factory: Any, params: Mapping[str, Any]) -> bool:
+    """Whether the attack averages gradients over random draws itself (its own EOT)."""
+    own = getattr(factory, "averages_gradients", None)
+    if callable(own):
+        return bool(own(params))
+    defaults = attack_parameters(name) if factory is not None else {}
+    eot_iter = params.get("eot_iter", defaults.get("eot_iter", 1))
+    return isinstance(eot_iter, int) and not isinstance(eot_iter, bool) and eot_iter > 1
+
+
+#: Every threat model, by name (build one with :func:`threat_model`).
+THREATS: Registry[ThreatModel] = Registry("threat")
+
+
+def register_threat(cls: type[ThreatModel]) -> type[ThreatModel]:
+    """Class decorator: register a :class:`ThreatModel` subclass under ``cls.name``."""
+    THREATS.register(cls.name)(cls)
+    return cls
+
+
+@register_threat
+class Oblivious(ThreatModel):
+    """The attack sees the classifier alone; the defense is applied to its finished images."""
+
+    name = "oblivious"
+    white_box = False
+    description = "the attack sees the classifier alone"
+
+    def _defense_stage(self, defense: nn.Module) -> nn.Module | None:
+        return None
+
+
+@register_threat
+class BPDAThreat(ThreatModel):
+    """Through the defense with BPDA's identity backward pass; no EOT."""
+
+    name = "bpda"
+    with_eot = "bpda-eot"
+    description = "through the defense, backward as the identity (BPDA)"
+
+    def _defense_stage(self, defense: nn.Module) -> nn.Module | None:
+        return BPDA(defense)
+
+
+@register_threat
+class BPDAWithEOT(BPDAThreat):
+    """BPDA, with EOT over draws of a random defense."""
+
+    name = "bpda-eot"
+    uses_eot = True
+    with_eot = None
+    description = "through the defense, backward as the identity (BPDA), EOT for random ones"
+
+
+@register_threat
+class Adaptive(ThreatModel):
+    """Through the defense with its real gradients (its surrogate's when it declares none)."""
+
+    name = "adaptive"
+    uses_eot = True
+    real_gradients = True
+    description = "through the defense with its gradients, EOT for random ones"
+
+    def _defense_stage(self, defense: nn.Module) -> nn.Module | None:
+        if getattr(defense, "differentiable", True):
+            return defense
         surrogate = defense.differentiable_surrogate()
         if surrogate is defense:
             warnings.warn(
@@ -202,11 +367,46 @@ def attack_surface(
                 "differentiable surrogate; the adaptive attack uses its own (likely "
                 "uninformative) gradients; consider threat 'bpda'",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=4,
             )
-        else:
-            stage = BPDA(defense, surrogate=surrogate)
-    return _eot(DefendedClassifier(stage, classifier), defense, samples)
+            return defense
+        return BPDA(defense, surrogate=surrogate)
+
+
+#: Names of the built-in threat models, weakest first.
+THREAT_MODELS: tuple[str, ...] = tuple(
+    cls.name for cls in (Oblivious, BPDAThreat, BPDAWithEOT, Adaptive)
+)
+
+
+def threat_model(threat: str | ThreatModel) -> ThreatModel:
+    """The threat model named ``threat`` (a :class:`ThreatModel` is returned as is).
+
+    Raises:
+        ConfigError: an unknown name (the message lists the known ones).
+    """
+    if isinstance(threat, ThreatModel):
+        return threat
+    if not isinstance(threat, str) or threat not in THREATS:
+        known = list(THREAT_MODELS) + [n for n in THREATS.names() if n not in THREAT_MODELS]
+        raise ConfigError(f"unknown threat {threat!r}; choose one of: {', '.join(known)}")
+    return THREATS.build(threat)
+
+
+def attack_surface(
+    threat: str | ThreatModel, defense: nn.Module, classifier: nn.Module, *, eot_samples: int = 1
+) -> nn.Module:
+    """The module an attack differentiates through under ``threat`` (see the module table).
+
+    ``threat_model(threat).surface(defense, classifier, eot_samples=...)``.
+
+    Example:
+        >>> from irad.defenses import Identity
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
+        >>> attack_surface("bpda", Identity(), net)(torch.rand(2, 3, 4, 4)).shape
+        torch.Size([2, 10])
+    """
+    return threat_model(threat).surface(defense, classifier, eot_samples=eot_samples)
 
 
 def paper_bpda_attack(surface: nn.Module, *, eps: float = 8.0, seed: int = 0) -> Attack:
@@ -232,10 +432,8 @@ def strong_bpda_attack(
 ) -> Attack:
     """The CPU protocol's strong BPDA: PGD, 100 steps of 1/255; EOT when the defense is random.
 
-    Builds its own surface: ``bpda-eot`` with ``eot_samples`` for a random defense, else
-    ``bpda``.
+    Builds its own ``bpda-eot`` surface (plain BPDA for a deterministic defense).
     """
-    threat = "bpda-eot" if getattr(defense, "stochastic", False) else "bpda"
-    surface = attack_surface(threat, defense, classifier, eot_samples=eot_samples)
+    surface = attack_surface("bpda-eot", defense, classifier, eot_samples=eot_samples)
     params = {k: v for k, v in STRONG_BPDA.items() if k != "name"}
     return build_attack(STRONG_BPDA["name"], surface, eps=eps, seed=seed, **params)

@@ -56,10 +56,12 @@ def convert_official(
     """Convert the authors' Reconstruction.pt (+ SampleNet.pt) into an irad checkpoint."""
     from irad.defenses.official import convert_official as convert
     from irad.errors import InputError
+    from irad.utils.io import check_writable_folder
 
     existing = out / "model.safetensors"
     if existing.exists() and not overwrite:
         raise InputError(f"{existing} already exists; pass --overwrite to replace it")
+    check_writable_folder(out, "--out")
     report = convert(reconstruction, samplenet, out)
     typer.echo(report.summary())
     loader = "IRAD" if samplenet is not None else "ImplicitReconstruction"

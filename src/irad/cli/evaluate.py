@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from irad.cli.options import DataDir, Progress, Threads
 from irad.errors import ConfigError
 
 EPILOG = """\
@@ -28,16 +29,10 @@ Examples:
       --attack autoattack --threat adaptive --n 200 --sanity --out results/adaptive
 \b
 Specs are name:key=value,key=value; eps and step sizes are in /255 (eps=4 means 4/255).
-Adversarial images are cached (--cache-dir), and every finished (defense, attack, batch) is
-saved under --out/partials: rerun the same command to resume after a crash.
+Adversarial images are cached (--cache-dir, verified when read), and every finished (defense,
+attack, batch) is saved under --out/partials: rerun the same command to resume after a crash.
+A run folder holds one evaluation: another configuration is refused unless --overwrite.
 """
-
-#: Settings each protocol fixes unless a flag overrides them (see PROTOCOL.md).
-PROTOCOLS: dict[str, dict[str, Any]] = {
-    "cpu": {"n": 1000, "batch_size": 100, "cost_batch_size": 100, "threads": 2},
-    "paper": {"n": None, "batch_size": 100, "cost_batch_size": 100, "threads": None},
-    "custom": {"n": None, "batch_size": 100, "cost_batch_size": 100, "threads": None},
-}
 
 
 def evaluate(
@@ -84,31 +79,36 @@ def evaluate(
         str, typer.Option(help="oblivious | bpda | bpda-eot | adaptive.")
     ] = "oblivious",
     eps: Annotated[
-        float, typer.Option(help="Default L∞ budget in /255 for attacks that give no eps=.")
+        float,
+        typer.Option(
+            help="Default L∞ budget in units of 1/255 (8 means 8/255) for attacks that give no "
+            "eps=."
+        ),
     ] = 8.0,
     protocol: Annotated[
         str,
         typer.Option(
-            help="cpu (n 1000, batch 100, 2 threads) | paper (all images) | custom. "
-            "Explicit flags override it."
+            help="cpu (n 1000, adaptive 200, batch 100, 2 threads) | paper (all images) | "
+            "custom. Explicit flags override it, and the record says which."
         ),
     ] = "cpu",
     dataset: Annotated[
         str, typer.Option("--dataset", "-d", help="cifar10, cifar100, an .npz, a folder.")
     ] = "cifar10",
     split: Annotated[str, typer.Option(help="Split of a named data set.")] = "test",
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Where named data sets live (default: $IRAD_DATA).")
-    ] = None,
+    data_dir: DataDir = None,
     n: Annotated[
         int | None, typer.Option("--n", min=1, help="Evaluate the first N images.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Base seed of attacks and random defenses.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Base seed of attacks and random defenses.")] = 0,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Images per attack batch (part of the cache key).")
     ] = None,
     eot_samples: Annotated[
-        int, typer.Option(min=1, help="EOT draws per gradient for random defenses.")
+        int,
+        typer.Option(
+            min=1, help="EOT draws per gradient for random defenses (threats that use EOT)."
+        ),
     ] = 10,
     draws: Annotated[
         int, typer.Option(min=1, help="Scoring passes per image for random defenses (averaged).")
@@ -119,8 +119,11 @@ def evaluate(
     cost_repeats: Annotated[
         int, typer.Option(min=0, help="Timed batches for the cost (0: skip timing).")
     ] = 5,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads.")] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+    threads: Threads = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: the protocol's, else cpu)."),
+    ] = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(help="Adversarial-image cache (default: $IRAD_CACHE or ~/.cache/irad)."),
@@ -138,7 +141,11 @@ def evaluate(
     strict: Annotated[
         bool, typer.Option(help="Exit with code 3 when any check prints a warning.")
     ] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace the results of another configuration in --out (else refused)."),
+    ] = False,
+    progress: Progress = True,
 ) -> None:
     """Evaluate defenses in front of a classifier: SA, RA, Avg = (SA+RA)/2 per attack, the
     per-image worst case over the attacks, and the cost in ms per image.
@@ -146,46 +153,49 @@ def evaluate(
     Writes result.json (every figure, counts, config, versions), result.csv and table.md, and
     prints the table. Failed sanity checks print WARNING lines and appear in the files.
     """
+    from irad.checks import check_count
     from irad.data import load_dataset
-    from irad.defenses import build_defense
-    from irad.evaluate import AttackSpec, EvaluationConfig, SanityConfig, evaluate_defenses
-    from irad.evaluate.specs import format_spec, parse_spec
+    from irad.evaluate import (
+        AttackSpec,
+        SanityConfig,
+        build_defenses,
+        check_eps,
+        evaluate_defenses,
+        protocol_config,
+    )
     from irad.models import load_classifier
 
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    preset = PROTOCOLS[protocol]
-    config = EvaluationConfig(
-        threat=threat,
-        n=n if n is not None else preset["n"],
+    default_eps = check_eps(eps, "--eps")
+    config = protocol_config(
+        protocol,
+        threat,
+        n=n,
         seed=seed,
-        batch_size=batch_size or preset["batch_size"],
+        batch_size=batch_size,
         eot_samples=eot_samples,
         draws=draws,
-        cost_batch_size=cost_batch_size or preset["cost_batch_size"],
+        cost_batch_size=cost_batch_size,
         cost_repeats=cost_repeats,
         device=device,
-        threads=threads if threads is not None else preset["threads"],
-        protocol=protocol,
+        threads=threads,
         sanity=sanity,
         sanity_config=SanityConfig(n=sanity_n),
     )
-    specs = [AttackSpec.parse(a, default_eps=eps) for a in (attack or ["autoattack"])]
-    defenses = {}
-    for text in defense or ["none"]:
-        name, params = parse_spec(text)
-        label = format_spec(name, params)
-        if label in defenses:
-            raise ConfigError(f"defense {label!r} is given twice")
-        defenses[label] = build_defense(name, **params)
-
+    specs = [AttackSpec.parse(a, default_eps=default_eps) for a in (attack or ["autoattack"])]
+    defenses = build_defenses(defense or ["none"])
     data = load_dataset(dataset, split, data_dir)
-    if config.n is not None and config.n > len(data):
-        raise ConfigError(f"--n {config.n} exceeds the {len(data)} images of {dataset}/{split}")
+    if n is not None:
+        check_count(n, "--n", len(data), f"images of {dataset}/{split}")
+    elif config.n is not None and config.n > len(data):
+        raise ConfigError(
+            f"the {protocol} protocol evaluates the first {config.n} images, but "
+            f"{dataset}/{split} has {len(data)}; pass --n {len(data)} or less"
+        )
     classifier = load_classifier(weights, arch=model)
     typer.echo(
         f"evaluating {len(defenses)} defense(s) x {len(specs)} attack(s), threat {config.threat}, "
-        f"{config.n or len(data)} images of {dataset}/{split}, protocol {protocol}, seed {seed}",
+        f"{config.n or len(data)} images of {dataset}/{split}, {config.protocol_description}, "
+        f"seed {seed}",
         err=True,
     )
     result = evaluate_defenses(
@@ -195,6 +205,7 @@ def evaluate(
         specs,
         config=config,
         out_dir=out,
+        overwrite=overwrite,
         cache_dir=cache_dir,
         use_cache=cache,
         progress=progress,

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from irad.cli.options import DataDir, Device, Progress, Threads, set_threads
+
 EPILOG = """\
 Examples:
 
@@ -62,13 +64,10 @@ def prepare_pairs(
         "cifar10"
     ),
     split: Annotated[str, typer.Option(help="Split to attack.")] = "train",
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where named data sets live (default: $IRAD_DATA, else ~/.cache/irad)."),
-    ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    data_dir: DataDir = None,
+    device: Device = "cpu",
+    threads: Threads = None,
+    progress: Progress = True,
 ) -> None:
     """Craft PGD adversarial examples on a surrogate classifier and store (clean, adv) pairs.
 
@@ -76,49 +75,30 @@ def prepare_pairs(
     rates before and after rounding to uint8) and OUT/chunks/*.safetensors (uint8 adversarial
     images, clipped to the eps-ball, with their data-set indices).
     """
-    import torch
+    from irad.train.pairs import PairConfig, prepare_pairs
 
-    from irad.data import load_dataset
-    from irad.models import load_classifier
-    from irad.train.pairs import PairConfig, generate_pairs
-    from irad.utils.io import sha256_file
-
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     config = PairConfig(
         eps=eps, alpha=alpha, steps=steps, seed=seed, chunk=chunk, batch_size=batch_size
     )
-    data = load_dataset(dataset, split, data_dir)
-    if not hasattr(data, "x"):
-        raise typer.BadParameter("pairs need an in-memory data set (cifar10, cifar100, .npz)")
-    if n is not None:
-        data = data.subset(min(n, len(data)), seed=seed)
-    model = load_classifier(weights, arch=surrogate)
-    wpath = Path(weights)
-    sha = sha256_file(wpath) if wpath.is_file() else None
-    if sha is None and Path(str(weights) + ".safetensors").is_file():
-        sha = sha256_file(str(weights) + ".safetensors")
-    typer.echo(
-        f"PGD-{steps} (eps {eps}/255, step {alpha}/255) on {model.name} over "
-        f"{data.description} ({len(data)} images) -> {out}",
-        err=True,
-    )
-    manifest = generate_pairs(
-        model,
-        data.x,
-        data.y,
+    manifest = prepare_pairs(
+        weights,
         out,
         config,
-        indices=data.source_indices,
-        surrogate_info={"name": model.name, "weights": str(weights), "sha256": sha},
-        data_info={"dataset": dataset, "split": split, "description": data.description},
+        surrogate=surrogate,
+        dataset=dataset,
+        split=split,
+        data_dir=data_dir,
+        n=n,
         device=device,
         progress=progress,
     )
-    t = manifest["totals"]
+    t, data = manifest["totals"], manifest["data"]
     typer.echo(
-        f"{t['n']} pairs in {out}: surrogate accuracy clean {100 * t['clean_accuracy']:.2f} %, "
-        f"adversarial {100 * t['adv_accuracy_float']:.2f} % (float) / "
+        f"{t['n']} pairs in {out} (PGD-{steps}, eps {eps}/255, step {alpha}/255 on "
+        f"{manifest['surrogate']['name']} over {data['description']}): surrogate accuracy "
+        f"clean {100 * t['clean_accuracy']:.2f} %, adversarial "
+        f"{100 * t['adv_accuracy_float']:.2f} % (float) / "
         f"{100 * t['adv_accuracy_rounded']:.2f} % (stored uint8); "
         f"{t['flipped_by_rounding']} predictions changed by rounding; "
         f"max L-inf {t['max_linf_rounded']:.3f}/255"

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from irad.cli.options import DataDir, Device, JsonOut, Progress, Threads, set_threads
+
 EPILOG = """\
 Examples:
 
@@ -31,67 +33,41 @@ def quality(
         ),
     ],
     pairs: Annotated[Path, typer.Option("--pairs", "-p", help="Folder from `irad prepare-pairs`.")],
-    n: Annotated[int | None, typer.Option("--n", min=1, help="Use the first N pairs.")] = 1000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 100,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Where named data sets live (default: $IRAD_DATA, else ~/.cache/irad)."),
+    n: Annotated[
+        int | None,
+        typer.Option("--n", min=1, help="Use the first N pairs (default: 1000, or all if fewer)."),
     ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 100,
+    data_dir: DataDir = None,
     radius: Annotated[
         float | None,
         typer.Option(help="Low-frequency disc radius in FFT bins (default: min(H, W) / 8)."),
     ] = None,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
-    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads for torch.")] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the result and settings here.")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    device: Device = "cpu",
+    threads: Threads = None,
+    json_out: JsonOut = None,
+    progress: Progress = True,
 ) -> None:
     """PSNR, SSIM, low/high-frequency FFT loss and (if available) LPIPS of clean vs adv and of
     clean vs RECONS(adv), in Table 17's layout."""
-    import torch
-    from tqdm.auto import tqdm
+    from irad.evaluate.quality import format_quality_table
+    from irad.measure import reconstruction_quality
 
-    from irad.defenses.implicit import ImplicitReconstruction
-    from irad.evaluate.quality import format_quality_table, lpips_metric, quality_table
-    from irad.train.pairs import PairDataset
-    from irad.utils.env import environment_info
-    from irad.utils.io import atomic_write_json
-
-    if threads is not None:
-        torch.set_num_threads(threads)
-    model = ImplicitReconstruction.from_pretrained(recons, map_location=device).eval()
-    data = PairDataset(pairs, data_dir=data_dir)
-    total = len(data) if n is None else min(n, len(data))
-    lpips_fn, lpips_status = lpips_metric(device)
-    typer.echo(lpips_status, err=True)
-
-    def batches():
-        for s in tqdm(
-            range(0, total, batch_size), desc="quality", unit="batch", disable=not progress
-        ):
-            clean, adv, _ = data.take(range(s, min(total, s + batch_size)))
-            yield clean.to(device), adv.to(device)
-
-    result = quality_table(batches(), model, lpips_fn=lpips_fn, radius=radius)
-    typer.echo(f"{result['n']} pairs from {pairs}, reconstruction {model.source}")
-    typer.echo(format_quality_table(result))
-    if json_out is not None:
-        atomic_write_json(
-            json_out,
-            {
-                "command": "quality",
-                "recons": model.config(),
-                "pairs": str(pairs),
-                "pairs_config": data.manifest.get("config"),
-                "n": result["n"],
-                "radius": radius,
-                "lpips": lpips_status,
-                **result,
-                "environment": environment_info(device),
-            },
-        )
+    set_threads(threads)
+    record = reconstruction_quality(
+        recons,
+        pairs,
+        n=n,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        radius=radius,
+        device=device,
+        progress=progress,
+        json_out=json_out,
+    )
+    typer.echo(record["lpips"], err=True)
+    typer.echo(f"{record['n']} pairs from {pairs}, reconstruction {record['recons_source']}")
+    typer.echo(format_quality_table(record))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from irad.cli.options import DataDir, Progress, Threads
+
 EPILOG = """
 Examples:
 
@@ -29,16 +31,24 @@ def reproduce(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Victim architecture.")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder.")] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="cpu (the first 1000 test images, 200 for table5) | paper (all) | custom. "
+            "Explicit flags override it, and the record says which."
+        ),
+    ] = "cpu",
     n: Annotated[
         int | None,
-        typer.Option(
-            min=1, help="Evaluate the first N test images (default: the table's, 1000; table5 200)."
-        ),
+        typer.Option(min=1, help="Evaluate the first N test images (default: the protocol's)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Base seed of attacks and random defenses.")] = 0,
-    data_dir: Annotated[Path | None, typer.Option(help="Data folder (default $IRAD_DATA).")] = None,
-    threads: Annotated[int, typer.Option(min=1, help="torch CPU threads.")] = 2,
-    device: Annotated[str, typer.Option(help="cpu, cuda, ...")] = "cpu",
+    seed: Annotated[int, typer.Option(min=0, help="Base seed of attacks and random defenses.")] = 0,
+    data_dir: DataDir = None,
+    threads: Threads = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto, cpu, cuda, cuda:N or mps (default: the protocol's, else cpu)."),
+    ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Adversarial-image cache.")] = None,
     irad_weights: Annotated[
         str, typer.Option(help="IRAD checkpoint for the {irad} rows (default: the bundled one).")
@@ -46,17 +56,21 @@ def reproduce(
     runs: Annotated[
         Path, typer.Option(help="Folder of the stage-1 runs t7-<task> for table7.")
     ] = Path("runs"),
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace the results of another configuration in --out (else refused)."),
+    ] = False,
     list_tables: Annotated[bool, typer.Option("--list", help="List the tables.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Progress = True,
 ) -> None:
     """Reproduce one of the paper's tables in our protocol, with the paper's figures beside ours.
 
     Writes OUT/comparison.md (the table) plus result.json / result.csv / table.md, resumable.
     """
+    from irad.checks import check_count
     from irad.data import load_dataset
     from irad.errors import ConfigError
     from irad.evaluate.reproduce import get_table, run_table, table_names
-    from irad.evaluate.specs import EvaluationConfig
     from irad.models import load_classifier
 
     if list_tables or table is None:
@@ -67,20 +81,22 @@ def reproduce(
     if weights is None:
         raise ConfigError("--weights is required: the victim classifier checkpoint")
     out = out or Path("results") / table
-    protocol = "cpu" if n is None or n == spec.default_n else "custom"
-    n = n or spec.default_n
-    config = EvaluationConfig.cpu_protocol(
-        n=n, seed=seed, threads=threads, device=device, protocol=protocol
-    )
-    classifier = load_classifier(weights, arch=model)
     data = load_dataset("cifar10", "test", data_dir)
-    typer.echo(f"{spec.title}: {len(spec.rows)} rows, {n} images, threat {spec.threat}", err=True)
+    if n is not None:
+        check_count(n, "--n", len(data), "CIFAR-10 test images")
+    classifier = load_classifier(weights, arch=model)
+    typer.echo(f"{spec.title}: {len(spec.rows)} rows, threat {spec.threat}", err=True)
     _, text = run_table(
         table,
         classifier,
         data,
-        config=config,
+        protocol=protocol,
+        n=n,
+        seed=seed,
+        threads=threads,
+        device=device,
         out_dir=out,
+        overwrite=overwrite,
         cache_dir=cache_dir,
         progress=progress,
         metadata={"command": "reproduce", "weights": str(weights), "model": model},

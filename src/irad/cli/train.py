@@ -8,12 +8,13 @@ needs with its own defaults, builds its objective, and calls :func:`run_training
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
+from irad.cli.options import DataDir, Device, Progress, Threads, set_threads, subset_size
 from irad.errors import ConfigError
 
 # -- options shared by every train command (defaults are given per command) --------------------
@@ -39,8 +40,8 @@ PresetSchedule = Annotated[
     str | None,
     typer.Option(
         "--schedule",
-        help="onecycle, cosine or constant, stepped every batch (default: the preset's: paper "
-        "constant, cpu cosine).",
+        help="onecycle, cosine or constant, stepped every batch (default: the preset's; stage 1: "
+        "paper constant, cpu cosine; stage 2: constant).",
     ),
 ]
 Warmup = Annotated[
@@ -73,10 +74,6 @@ Resume = Annotated[
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing run in --out.")]
-Device = Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")]
-Threads = Annotated[
-    int | None, typer.Option(min=1, help="CPU threads for torch (default: torch's choice).")
-]
 CheckpointMinutes = Annotated[
     float,
     typer.Option(
@@ -87,11 +84,6 @@ MaxSteps = Annotated[
     int | None, typer.Option(min=1, help="Cut each epoch after this many steps (quick runs).")
 ]
 Precision = Annotated[str, typer.Option(help="fp32, or bf16 autocast (GPUs).")]
-Progress = Annotated[bool, typer.Option(help="Show progress bars.")]
-DataDir = Annotated[
-    Path | None,
-    typer.Option(help="Where named data sets live (default: $IRAD_DATA, else ~/.cache/irad/data)."),
-]
 
 
 def run_training(objective: Any, config: Any, *, resume: bool, overwrite: bool) -> dict[str, Any]:
@@ -105,11 +97,33 @@ def run_training(objective: Any, config: Any, *, resume: bool, overwrite: bool) 
     return Trainer(objective, config).fit(resume=resume, overwrite=overwrite)
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads is not None:
-        import torch
+def _train_config(defaults: dict[str, Any], flags: dict[str, Any], **fixed: Any) -> Any:
+    """The run's :class:`~irad.train.TrainConfig`: the one place where flags become settings.
 
-        torch.set_num_threads(threads)
+    ``flags`` are a command's options (``dict(locals())`` on entry); those named like a
+    TrainConfig field, and ``beta1`` / ``beta2``, override ``defaults`` (a preset stage's
+    settings, or none) unless they are ``None`` (not given); ``fixed`` holds values the command
+    derived (the run folder).
+    """
+    from irad.train import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)} | {"beta1", "beta2"}
+    options = {k: v for k, v in flags.items() if k in names} | fixed
+    return TrainConfig.from_options(defaults, **options)
+
+
+# Old name, still imported by cli/diffusion.py; new code imports irad.cli.options.set_threads.
+_set_threads = set_threads
+
+
+def _prepare(threads: int | None, device: str, out: Path) -> None:
+    """Before any work: threads, the device and a writable run folder."""
+    from irad.utils.env import resolve_device
+    from irad.utils.io import check_writable_folder
+
+    set_threads(threads)
+    resolve_device(device)
+    check_writable_folder(out, "--out")
 
 
 # -- train-classifier ---------------------------------------------------------------------------
@@ -157,11 +171,13 @@ def train_classifier(
         int | None, typer.Option(min=1, help="Train on the first N training images only.")
     ] = None,
     eval_n: Annotated[
-        int,
+        int | None,
         typer.Option(
-            min=0, help="Evaluate on the first N evaluation images after every epoch (0: never)."
+            min=0,
+            help="Evaluate on the first N evaluation images after every epoch (default: 1000, "
+            "or all if fewer; 0: never).",
         ),
-    ] = 1000,
+    ] = None,
     final_eval: Annotated[
         bool, typer.Option(help="After training, evaluate on the whole evaluation set.")
     ] = True,
@@ -203,56 +219,39 @@ def train_classifier(
     RUN/last.* (resumable checkpoint, every epoch and every --checkpoint-minutes),
     RUN/history.jsonl (per-epoch metrics) and RUN/summary.json.
     """
-    import time
-
+    flags = dict(locals())  # the options as given, before any other local exists
     from irad.data import load_dataset
     from irad.models import build_classifier
-    from irad.train import ClassifierObjective, TrainConfig, evaluate_classifier
+    from irad.train import ClassifierObjective, write_evaluation
     from irad.train.distributed import context_from_env
-    from irad.utils.io import atomic_write_json
     from irad.utils.seed import seed_everything
 
-    _set_threads(threads)
-    main = context_from_env().is_main
     out_dir = out if out is not None else Path("runs") / model
-    config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        optimizer=optimizer,
-        momentum=momentum,
-        nesterov=nesterov,
-        weight_decay=weight_decay,
-        betas=(beta1, beta2),
-        schedule=schedule,
-        warmup=warmup,
-        seed=seed,
-        out_dir=out_dir,
-        device=device,
-        checkpoint_minutes=checkpoint_minutes,
-        max_steps_per_epoch=max_steps_per_epoch,
-        grad_clip=grad_clip,
-        precision=precision,
-        progress=progress,
-    )
-
+    _prepare(threads, device, out_dir)
+    main = context_from_env().is_main
     train = load_dataset(dataset, "train", data_dir)
-    if train_n is not None:
-        train = train.subset(min(train_n, len(train)))
+    n = subset_size(train_n, None, len(train), "--train-n", f"images in {train.description}")
+    if n is not None:
+        train = train.subset(n)
     evaluation = None
     if eval_dataset is not None:
         evaluation = load_dataset(eval_dataset, "test", data_dir)
     elif not Path(dataset).exists():  # a named data set has a test split
         evaluation = load_dataset(dataset, "test", data_dir)
-    per_epoch = evaluation.subset(min(eval_n, len(evaluation))) if evaluation and eval_n else None
+    per_epoch = None
+    if evaluation is not None and eval_n != 0:
+        what = f"images in {evaluation.description}"
+        m = subset_size(eval_n, 1000, len(evaluation), "--eval-n", what)
+        per_epoch = evaluation.subset(m) if m is not None else evaluation
 
+    config = _train_config({}, flags, out_dir=out_dir)
     seed_everything(seed)  # the initial weights
     classifier = build_classifier(model, num_classes=len(train.classes))
     objective = ClassifierObjective(
         classifier,
         train,
         per_epoch,
-        batch_size=batch_size,
+        batch_size=config.batch_size,
         label_smoothing=label_smoothing,
         augment="default" if augment else None,
         channels_last=channels_last,
@@ -271,18 +270,10 @@ def train_classifier(
     minutes = summary["train_seconds"] / 60
     typer.echo(f"trained {model} for {epochs} epochs in {minutes:.1f} min: {shown}")
     if final_eval and evaluation is not None:
-        started = time.monotonic()
-        acc, loss = evaluate_classifier(classifier, evaluation, channels_last=channels_last)
-        record = {
-            "dataset": evaluation.description,
-            "images": len(evaluation),
-            "accuracy": acc,
-            "loss": loss,
-            "seconds": round(time.monotonic() - started, 2),
-        }
-        atomic_write_json(Path(out_dir) / "evaluation.json", record)
+        record = write_evaluation(classifier, evaluation, out_dir, channels_last=channels_last)
         typer.echo(
-            f"accuracy on {evaluation.description} ({len(evaluation)} images): {100 * acc:.2f} %"
+            f"accuracy on {record['dataset']} ({record['images']} images): "
+            f"{100 * record['accuracy']:.2f} %"
         )
     typer.echo(f"model: {summary['model']}")
 
@@ -323,54 +314,36 @@ def _preset_config(preset: str, **changes: Any) -> Any:
     return p
 
 
-def _stage_config(
-    p: Any,
-    stage: Literal["inr", "samplenet"],
-    *,
-    epochs: int | None,
-    batch_size: int | None,
-    lr: float | None,
-    beta1: float | None,
-    beta2: float | None,
-    **run: Any,
-) -> Any:
-    """TrainConfig of IRAD stage ``stage`` (``"inr"`` or ``"samplenet"``): Adam, no weight decay.
-
-    Epochs, batch size, lr and betas not given come from the preset's ``<stage>_epochs``,
-    ``<stage>_batch_size``, ``<stage>_lr`` and ``<stage>_betas``; ``run`` holds the other fields.
-    """
-    from irad.train import TrainConfig
-
-    preset_beta1, preset_beta2 = getattr(p, f"{stage}_betas")
-    return TrainConfig(
-        epochs=epochs or getattr(p, f"{stage}_epochs"),
-        batch_size=batch_size or getattr(p, f"{stage}_batch_size"),
-        lr=lr or getattr(p, f"{stage}_lr"),
-        optimizer="adam",
-        weight_decay=0.0,
-        betas=(
-            preset_beta1 if beta1 is None else beta1,
-            preset_beta2 if beta2 is None else beta2,
-        ),
-        **run,
-    )
-
-
 def _training_pairs(
-    pairs: Path, limit: int | None, eval_pairs: Path | None, data_dir: Path | None
+    pairs: Path,
+    train_n: int | None,
+    default_n: int | None,
+    eval_pairs: Path | None,
+    data_dir: Path | None,
 ) -> tuple[Any, Any]:
-    """The first ``limit`` pairs (``None`` or 0: all) and the pairs to evaluate on.
+    """The first ``train_n`` pairs (:func:`~irad.cli.options.subset_size`) and the pairs to
+    evaluate on.
 
-    Without ``eval_pairs``, evaluate on the pairs beyond ``limit`` (held out from training) when
-    there are any, else on the training pairs.
+    Without ``eval_pairs``, evaluate on the pairs beyond the training ones (held out from
+    training) when there are any, else on the training pairs.
     """
     from irad.train.pairs import PairDataset
 
     full = PairDataset(pairs, data_dir=data_dir)
-    data = full.head(limit) if limit and limit < len(full) else full
+    limit = subset_size(train_n, default_n, len(full), "--train-n", f"pairs in {pairs}")
+    data = full.head(limit) if limit is not None else full
     if eval_pairs is not None:
         return data, PairDataset(eval_pairs, data_dir=data_dir)
     return data, full.rows(len(data)) if len(full) > len(data) else data
+
+
+def _eval_count(eval_n: int | None, default: int, evaluation: Any) -> int:
+    """``--eval-n`` resolved against the evaluation pairs (0: no evaluation)."""
+    if eval_n == 0 or evaluation is None:
+        return 0
+    what = f"pairs in {getattr(evaluation, 'root', 'the evaluation pairs')}"
+    n = subset_size(eval_n, default, len(evaluation), "--eval-n", what)
+    return len(evaluation) if n is None else n
 
 
 def train_inr(
@@ -416,7 +389,13 @@ def train_inr(
             "the first training pairs)."
         ),
     ] = None,
-    eval_n: Annotated[int, typer.Option(min=0, help="Pairs in the per-epoch evaluation.")] = 256,
+    eval_n: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Pairs in the per-epoch evaluation (default: 256, or all if fewer; 0: none).",
+        ),
+    ] = None,
     epochs: PresetEpochs = None,
     batch_size: PresetBatchSize = None,
     lr: Annotated[
@@ -440,39 +419,27 @@ def train_inr(
     Writes RUN/model.safetensors + model.json (load with ImplicitReconstruction.from_pretrained
     or `irad quality --recons RUN`), RUN/last.* (resumable), RUN/history.jsonl.
     """
+    flags = dict(locals())  # the options as given, before any other local exists
     from irad.data import load_dataset
     from irad.train.inr import ImplicitRepresentationObjective
     from irad.train.pairs import PairDataset
     from irad.utils.seed import seed_everything
 
-    _set_threads(threads)
+    out_dir = out if out is not None else Path("runs") / f"inr-{preset}"
+    _prepare(threads, device, out_dir)
     p = _preset_config(preset, skip=skip)
     tasks = task or ["pgd-denoising"]
-    limit = p.inr_train_subset if train_n is None else train_n
     data: Any
     if pairs is not None:
-        data, evaluation = _training_pairs(pairs, limit, eval_pairs, data_dir)
+        data, evaluation = _training_pairs(pairs, train_n, p.inr.train_n, eval_pairs, data_dir)
     else:
         evaluation = PairDataset(eval_pairs, data_dir=data_dir) if eval_pairs else None
         data = load_dataset(dataset, "train", data_dir)
-        if limit and limit < len(data):
+        what = f"images in {data.description}"
+        limit = subset_size(train_n, p.inr.train_n, len(data), "--train-n", what)
+        if limit is not None:
             data = data.subset(limit)
-    config = _stage_config(
-        p,
-        "inr",
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        schedule=schedule or p.inr_schedule,
-        seed=seed,
-        out_dir=out if out is not None else Path("runs") / f"inr-{preset}",
-        device=device,
-        checkpoint_minutes=checkpoint_minutes,
-        max_steps_per_epoch=max_steps_per_epoch,
-        progress=progress,
-    )
+    config = _train_config(p.inr.config_fields(), flags, out_dir=out_dir)
     seed_everything(seed)  # the initial weights
     q = p.inr_sample_q if sample_q is None else (sample_q or None)
     objective = ImplicitRepresentationObjective.from_preset(
@@ -482,7 +449,7 @@ def train_inr(
         batch_size=config.batch_size,
         sample_q=q,
         eval_data=evaluation,
-        eval_n=eval_n,
+        eval_n=_eval_count(eval_n, 256, evaluation),
         task_kwargs={"sigma": sigma, "scale": sr_scale},
     )
     typer.echo(
@@ -538,7 +505,13 @@ def train_samplenet(
         Path | None,
         typer.Option(help="Pairs for the per-epoch accuracies (default: the training pairs)."),
     ] = None,
-    eval_n: Annotated[int, typer.Option(min=0, help="Pairs in the per-epoch evaluation.")] = 200,
+    eval_n: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Pairs in the per-epoch evaluation (default: 200, or all if fewer; 0: none).",
+        ),
+    ] = None,
     train_n: Annotated[
         int | None,
         typer.Option(min=0, help="Train on the first N pairs (default: the preset's; 0: all)."),
@@ -549,7 +522,7 @@ def train_samplenet(
     lr: Annotated[float | None, typer.Option(min=0.0, help="Default: the preset's (2e-4).")] = None,
     beta1: PresetBeta1 = None,
     beta2: PresetBeta2 = None,
-    schedule: Schedule = "constant",
+    schedule: PresetSchedule = None,
     seed: Seed = 0,
     out: Out = None,
     resume: Resume = False,
@@ -565,16 +538,17 @@ def train_samplenet(
     Writes RUN/model.* as a complete IRAD checkpoint (IRAD.from_pretrained(RUN)), plus
     RUN/last.* (resumable) and RUN/history.jsonl.
     """
+    flags = dict(locals())  # the options as given, before any other local exists
     from irad.defenses.implicit import IRAD
     from irad.models import load_classifier
     from irad.models.samplenet import SampleNetConfig
     from irad.train.samplenet import SampleNetObjective
     from irad.utils.seed import seed_everything
 
-    _set_threads(threads)
+    out_dir = out if out is not None else Path("runs") / f"irad-{preset}"
+    _prepare(threads, device, out_dir)
     p = _preset_config(preset)
-    limit = p.samplenet_train_pairs if train_n is None else train_n
-    data, evaluation = _training_pairs(pairs, limit, eval_pairs, data_dir)
+    data, evaluation = _training_pairs(pairs, train_n, p.samplenet.train_n, eval_pairs, data_dir)
     sn_config = (
         SampleNetConfig.official(p.samplenet_hidden) if official_layout else p.samplenet_config()
     )
@@ -589,22 +563,7 @@ def train_samplenet(
             "instead (build_defense('irad', checkpoint=..., render='nearest'))",
             param_hint="--render",
         )
-    config = _stage_config(
-        p,
-        "samplenet",
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        beta1=beta1,
-        beta2=beta2,
-        schedule=schedule,
-        seed=seed,
-        out_dir=out if out is not None else Path("runs") / f"irad-{preset}",
-        device=device,
-        checkpoint_minutes=checkpoint_minutes,
-        max_steps_per_epoch=max_steps_per_epoch,
-        progress=progress,
-    )
+    config = _train_config(p.samplenet.config_fields(), flags, out_dir=out_dir)
     seed_everything(seed)  # SampleNet's initial weights
     irad = IRAD.from_representation(representation, preset=p, samplenet_config=sn_config)
     classifier = load_classifier(weights, arch=surrogate)
@@ -614,7 +573,7 @@ def train_samplenet(
         data,
         batch_size=config.batch_size,
         eval_pairs=evaluation,
-        eval_n=eval_n,
+        eval_n=_eval_count(eval_n, 200, evaluation),
     )
     summary = run_training(objective, config, resume=resume, overwrite=overwrite)
     typer.echo(f"model: {summary['model']}")

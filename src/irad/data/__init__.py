@@ -20,14 +20,16 @@ from irad.data.cifar import (
 )
 from irad.data.datasets import ImageDataset
 from irad.data.download import download_url, extract_tarball, verify_file
-from irad.data.folder import IMAGE_EXTENSIONS, ImageFolderDataset
-from irad.data.load import Dataset, load_dataset
+from irad.data.folder import ImageFolderDataset
+from irad.data.image_io import IMAGE_EXTENSIONS, find_images, read_rgb, write_png
+from irad.data.load import DATASETS, Dataset, load_dataset
 from irad.data.paths import DATA_ENV, resolve_data_dir
 
 __all__ = [
     "CIFAR10_CLASSES",
     "CIFAR100_CLASSES",
     "CIFAR_SOURCES",
+    "DATASETS",
     "DATA_ENV",
     "IMAGE_EXTENSIONS",
     "Dataset",
@@ -37,11 +39,14 @@ __all__ = [
     "RandomCropFlip",
     "download_url",
     "extract_tarball",
+    "find_images",
     "iterate_batches",
     "load_cifar",
     "load_dataset",
     "num_batches",
     "random_crop_flip",
+    "read_rgb",
     "resolve_data_dir",
     "verify_file",
+    "write_png",
 ]

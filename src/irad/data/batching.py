@@ -10,20 +10,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from irad.checks import check_batch_size, check_int
 from irad.data.folder import stack_images
 from irad.errors import InputError
 
 
 def num_batches(dataset: Sequence[Any], batch_size: int, drop_last: bool = False) -> int:
     """How many batches :func:`iterate_batches` yields for these settings."""
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     n = len(dataset)
     return n // batch_size if drop_last else -(-n // batch_size)
-
-
-def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -92,12 +88,7 @@ def iterate_batches(
         True
     """
     total = num_batches(dataset, batch_size, drop_last)
-    if isinstance(start_batch, bool) or not isinstance(start_batch, int):
-        raise InputError(f"start_batch must be an integer, got {start_batch!r}")
-    if not 0 <= start_batch <= total:
-        raise InputError(
-            f"start_batch must be in [0, {total}] for {total} batches, got {start_batch}"
-        )
+    check_int(start_batch, f"start_batch (of {total} batches)", 0, total)
     if augment is not None and not callable(augment):
         raise InputError(f"augment must be callable, got {type(augment).__name__}")
     if seed is None and (shuffle or augment is not None):

@@ -10,22 +10,15 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import IO, Any
 
 from tqdm.auto import tqdm
 
 from irad.errors import DataError
+from irad.utils.io import atomic_writer, file_digest
 
 USER_AGENT = "irad (https://github.com/irad; dataset download)"
 CHUNK = 1 << 20
-
-
-def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
-    """Hex digest of a file, read in chunks (``algorithm``: anything :mod:`hashlib` knows)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _expected(sha256: str | None, md5: str | None) -> tuple[str, str] | None:
@@ -78,59 +71,51 @@ def download_url(
     want = _expected(sha256, md5)
     hasher = hashlib.new(want[0] if want else "sha256")
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    except OSError as err:
-        raise DataError(f"cannot write the download to {dest.parent}: {err}") from err
-    tmp = Path(tmp_name)
-    try:
-        request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(request, timeout=timeout) as response,
-        ):
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            received = 0
-            with tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=f"download {dest.name}",
-                disable=not progress,
-                leave=False,
-            ) as bar:
-                while block := response.read(CHUNK):
-                    out.write(block)
-                    hasher.update(block)
-                    received += len(block)
-                    bar.update(len(block))
-            if total is not None and received != total:
-                raise DataError(f"download of {url} stopped after {received} of {total} bytes")
+        with atomic_writer(dest, suffix=".part") as out:
+            request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                _receive(response, out, hasher, url, dest.name, progress)
+            # Raising here removes the download: dest is either complete and verified or absent.
+            if want is not None and hasher.hexdigest() != want[1]:
+                raise DataError(
+                    f"checksum mismatch for {url}: expected {want[0]} {want[1]}, got "
+                    f"{hasher.hexdigest()}; the download was deleted. Try again; if it keeps "
+                    "failing, the server copy changed or a proxy altered it"
+                )
     except DataError:
-        tmp.unlink(missing_ok=True)
         raise
     except (urllib.error.URLError, OSError, ValueError) as err:
         # URLError wraps DNS failures and refused connections; TimeoutError is an OSError.
-        tmp.unlink(missing_ok=True)
         reason = getattr(err, "reason", err)
+        if isinstance(err, OSError) and err.filename is not None:
+            raise DataError(f"cannot write the download to {dest.parent}: {err}") from err
         raise DataError(f"could not download {url}: {reason}") from err
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if want is not None:
-        algorithm, expected = want
-        actual = hasher.hexdigest()
-        if actual != expected:
-            tmp.unlink(missing_ok=True)
-            raise DataError(
-                f"checksum mismatch for {url}: expected {algorithm} {expected}, got {actual}; "
-                "the download was deleted. Try again; if it keeps failing, the server copy "
-                "changed or a proxy altered it"
-            )
-    os.replace(tmp, dest)
     return dest
+
+
+def _receive(
+    response: Any, out: IO[bytes], hasher: Any, url: str, name: str, progress: bool
+) -> None:
+    """Copy the response body to ``out`` with a progress bar, hashing it on the way."""
+    length = response.headers.get("Content-Length")
+    total = int(length) if length and length.isdigit() else None
+    received = 0
+    with tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=f"download {name}",
+        disable=not progress,
+        leave=False,
+    ) as bar:
+        while block := response.read(CHUNK):
+            out.write(block)
+            hasher.update(block)
+            received += len(block)
+            bar.update(len(block))
+    if total is not None and received != total:
+        raise DataError(f"download of {url} stopped after {received} of {total} bytes")
 
 
 def _safe_members(archive: tarfile.TarFile, archive_path: Path) -> list[tarfile.TarInfo]:

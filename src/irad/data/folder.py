@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
+from irad.checks import check_int
 from irad.data.datasets import ImageDataset, select_indices
+from irad.data.image_io import IMAGE_EXTENSIONS, find_images, is_image_file, read_rgb, to_uint8
 from irad.errors import DataError, InputError
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def resize_center_crop(image: Image.Image, size: int, resize: int | None = None) -> Image.Image:
@@ -87,13 +87,12 @@ class ImageFolderDataset:
         name: str | None = None,
     ) -> None:
         root = Path(root).expanduser()
-        if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
-            raise InputError(f"image_size must be a positive integer, got {image_size!r}")
+        if image_size is not None:
+            image_size = check_int(image_size, "image_size", 1)
         if resize is not None:
             if image_size is None:
                 raise InputError("resize needs image_size (the crop size after resizing)")
-            if not isinstance(resize, int) or resize < image_size:
-                raise InputError(f"resize must be an integer >= image_size, got {resize!r}")
+            resize = check_int(resize, "resize (at least image_size)", image_size)
         self.root = root
         self.image_size = image_size
         self.resize = resize
@@ -126,18 +125,14 @@ class ImageFolderDataset:
 
     # -- loading --------------------------------------------------------------------------------
     def load_uint8(self, i: int) -> Tensor:
-        """Image ``i`` as uint8 ``[H, W, 3]`` after the optional resize and crop."""
-        path = self.samples[i][0]
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                if self.image_size is not None:
-                    image = resize_center_crop(image, self.image_size, self.resize)
-                array = np.array(image, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as err:
-            raise DataError(
-                f"{path}: cannot read this image ({err}); remove or replace the file"
-            ) from err
+        """Image ``i`` as uint8 ``[H, W, 3]`` after the optional resize and crop.
+
+        16-bit grey images are scaled to 8 bits (``v * 255 / 65535``, rounded), never clipped.
+        """
+        array = to_uint8(read_rgb(self.samples[i][0]))
+        if self.image_size is not None:
+            image = resize_center_crop(Image.fromarray(array), self.image_size, self.resize)
+            array = np.array(image, dtype=np.uint8)
         return torch.from_numpy(array)
 
     def take(self, rows: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
@@ -207,7 +202,7 @@ def _scan(root: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tu
         raise DataError(f"{root}: image folder not found")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
-        loose = [p for p in root.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS]
+        loose = [p for p in root.iterdir() if p.is_file() and is_image_file(p.name)]
         hint = (
             f" ({len(loose)} images lie directly in it: move them into one sub-folder per class)"
             if loose
@@ -227,13 +222,7 @@ def _scan(root: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tu
     label_of = {c: k for k, c in enumerate(classes)}
     samples: list[tuple[Path, int]] = []
     for class_dir in class_dirs:
-        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            samples += [
-                (Path(dirpath) / f, label_of[class_dir.name])
-                for f in sorted(filenames)
-                if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
-            ]
+        samples += [(path, label_of[class_dir.name]) for path in find_images(class_dir)]
     if not samples:
         raise DataError(
             f"{root}: no images found in its {len(class_dirs)} sub-folders "

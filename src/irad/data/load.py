@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import difflib
 import os
+from functools import partial
 from pathlib import Path
 
-from irad.data.cifar import CIFAR_SOURCES, load_cifar
+from irad.data.cifar import load_cifar
 from irad.data.datasets import ImageDataset
 from irad.data.folder import ImageFolderDataset
 from irad.errors import ConfigError, DataError
+from irad.registry import Registry
 
 # Anything load_dataset returns; both share subset, take, tensors and fingerprint.
 Dataset = ImageDataset | ImageFolderDataset
 
-# Spellings people use for the built-in sets.
-_ALIASES = {
-    "cifar-10": "cifar10",
-    "cifar_10": "cifar10",
-    "cifar-100": "cifar100",
-    "cifar_100": "cifar100",
-}
+#: The built-in data sets by name, with the spellings people use as aliases
+#: (``cifar_10`` is ``cifar-10``). Each factory takes ``(split, data_dir, download=...)``.
+DATASETS: Registry[ImageDataset] = Registry("data set")
+DATASETS.register("cifar10", "cifar-10")(partial(load_cifar, "cifar10"))
+DATASETS.register("cifar100", "cifar-100")(partial(load_cifar, "cifar100"))
 
 
 def load_dataset(
@@ -50,11 +49,12 @@ def load_dataset(
         'cifar10/test[random 1000, seed 0]'
     """
     text = str(name_or_path)
-    key = _ALIASES.get(text.strip().lower(), text.strip().lower())
-    if key in CIFAR_SOURCES:  # names win; write ./cifar10 for a local folder of that name
+    if text in DATASETS:  # names win; write ./cifar10 for a local folder of that name
         if image_size is not None:
-            raise ConfigError(f"image_size applies to image folders, not to {key}")
-        return load_cifar(key, split, data_dir, download=download)
+            raise ConfigError(
+                f"image_size applies to image folders, not to {DATASETS.canonical(text)}"
+            )
+        return DATASETS.get(text)(split, data_dir, download=download)
 
     path = Path(text).expanduser()
     if path.is_file():
@@ -68,9 +68,6 @@ def load_dataset(
         return ImageFolderDataset(folder, image_size)
     if path.suffix or os.sep in text or "/" in text:
         raise DataError(f"{path}: no such file or folder (expected a .npz file or an image folder)")
-    close = difflib.get_close_matches(key, list(CIFAR_SOURCES), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ConfigError(
-        f"unknown data set {text!r}{hint} Known names: {', '.join(CIFAR_SOURCES)}; "
-        "or pass the path of a .npz file or of an image folder (one sub-folder per class)"
-    )
+    # Neither a path nor a known name: the registry's error suggests close names.
+    otherwise = "or pass the path of a .npz file or of an image folder (a sub-folder per class)"
+    return DATASETS.get(text, otherwise=otherwise)(split, data_dir, download=download)

@@ -6,7 +6,6 @@ Reads check every key, dtype and shape; writes are atomic.
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from irad.errors import DataError
+from irad.utils.io import atomic_writer
 
 LAYOUT = "x uint8 [N, H, W, 3] (RGB) and y int64 [N]"
 
@@ -84,23 +84,14 @@ def write_npz(
     y: np.ndarray,
     classes: Sequence[str] | None = None,
 ) -> Path:
-    """Write an uncompressed image ``.npz`` via a temporary file and ``os.replace``.
+    """Write an uncompressed image ``.npz`` atomically (:func:`irad.utils.io.atomic_writer`).
 
     Uncompressed on purpose: CIFAR-like pixels compress by only ~8 % and loading stays fast.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"x": np.ascontiguousarray(x, dtype=np.uint8), "y": np.asarray(y, dtype=np.int64)}
     if classes is not None:
         arrays["classes"] = np.asarray([str(c) for c in classes], dtype=np.str_)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as f:
+        np.savez(f, **arrays)
     return path

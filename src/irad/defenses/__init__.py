@@ -11,10 +11,12 @@ declares whether it is random (``stochastic``) and differentiable (``differentia
 
 from irad.defenses.base import DefendedClassifier, Defense, Identity
 from irad.defenses.bit_depth import BitDepthReduction
-from irad.defenses.implicit import IRAD, ImplicitReconstruction, build_irad, build_recons
+from irad.defenses.chain import DefenseChain
+from irad.defenses.irad import IRAD, build_irad
 from irad.defenses.jpeg import JPEG, DifferentiableJPEG
 from irad.defenses.median import MedianFilter
 from irad.defenses.randomization import Randomization
+from irad.defenses.reconstruction import ImplicitReconstruction, build_recons
 from irad.defenses.resampling import ImageResampling, ir_bil_si, ir_bil_sv, ir_nea_si, ir_nea_sv
 from irad.registry import Registry
 
@@ -37,6 +39,21 @@ DEFENSES.register("recons", "disco", "implicit-reconstruction")(build_recons)
 DEFENSES.register("irad")(build_irad)
 
 
+# Diffusion purification (Sec. 5): imported on use, so that `diffusers` stays an optional extra.
+@DEFENSES.register("diffpure", "diffusion-purification")
+def _diffpure(model: object = "cifar10", t: int = 100, **kwargs: object) -> Defense:
+    from irad.defenses.diffpure import DiffPure
+
+    return DiffPure(model, t, **kwargs)
+
+
+@DEFENSES.register("irad+diffpure", "irad-diffpure")
+def _irad_diffpure(t: int = 20, **kwargs: object) -> Defense:
+    from irad.defenses.chain import build_irad_diffpure
+
+    return build_irad_diffpure(t, **kwargs)
+
+
 def build_defense(name: str, **kwargs: object) -> Defense:
     """Build a registered defense by name, e.g. ``build_defense("jpeg", quality=75)``."""
     return DEFENSES.build(name, **kwargs)
@@ -49,6 +66,7 @@ __all__ = [
     "BitDepthReduction",
     "DefendedClassifier",
     "Defense",
+    "DefenseChain",
     "DifferentiableJPEG",
     "Identity",
     "ImageResampling",

@@ -6,12 +6,21 @@ A defense declares two facts the evaluation harness relies on:
   expectation over transformation, and AutoAttack its ``rand`` version);
 * ``differentiable``: whether its forward has useful gradients (if not, an adaptive attack needs
   BPDA or a differentiable surrogate, see :meth:`Defense.differentiable_surrogate`).
+
+Dtype policy (every defense, enforced by :meth:`Defense.forward`): a defense accepts images of
+any floating dtype (float16, bfloat16, float32, float64), computes in its own dtype
+(:meth:`Defense.compute_dtype`: the dtype of its parameters, float32 for a defense without
+any) and returns the input's dtype. Gradients flow through both casts. To run a learned defense
+in another precision, convert the defense (``defense.half()``, ``defense.double()``), not only
+the images.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from irad.checks import check_images
@@ -20,12 +29,18 @@ from irad.checks import check_images
 class Defense(nn.Module):
     """Base class of every input-transformation defense.
 
-    Subclasses implement :meth:`purify` only; ``forward`` validates the input first and clamps
-    the output to [0, 1].
+    Subclasses implement :meth:`purify` only; ``forward`` validates the input, casts it to
+    :meth:`compute_dtype`, and clamps the output to [0, 1] in the input's dtype (the dtype
+    policy of the module docstring), so ``purify`` always sees its own dtype.
 
     Shape:
-        - Input: ``(B, 3, H, W)``, float, values in [0, 1].
-        - Output: ``(B, 3, H, W)``, same dtype, values in [0, 1].
+        - Input: ``(B, 3, H, W)``, any floating dtype, values in [0, 1].
+        - Output: ``(B, 3, H, W)``, the input's dtype, values in [0, 1].
+
+    Example:
+        >>> x = torch.rand(1, 3, 4, 4, dtype=torch.float64)
+        >>> Identity()(x).dtype, Identity().compute_dtype()
+        (torch.float64, torch.float32)
     """
 
     #: Two calls on the same input may give different outputs.
@@ -33,10 +48,19 @@ class Defense(nn.Module):
     #: The forward pass has informative gradients with respect to the input.
     differentiable: bool = True
 
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype ``purify`` computes in: the first floating parameter's (or buffer's),
+        float32 for a defense that has none."""
+        for t in itertools.chain(self.parameters(), self.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+        return torch.float32
+
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, "defense input")
-        out = self.purify(x)
-        return out.clamp(0.0, 1.0)
+        dtype = self.compute_dtype()
+        out = self.purify(x if x.dtype == dtype else x.to(dtype))
+        return out.clamp(0.0, 1.0).to(x.dtype)
 
     def purify(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from irad.defenses._params import as_bool, as_int
+from irad.checks import check_bool, check_int
 from irad.defenses.base import Defense
 
 
@@ -51,8 +51,8 @@ class BitDepthReduction(Defense):
 
     def __init__(self, bits: int = 4, straight_through: bool = False) -> None:
         super().__init__()
-        self.bits = as_int(bits, "bits", 1, 8)
-        self.straight_through = as_bool(straight_through, "straight_through")
+        self.bits = check_int(bits, "bits", 1, 8, text=True)
+        self.straight_through = check_bool(straight_through, "straight_through", text=True)
         self.differentiable = self.straight_through
 
     def purify(self, x: Tensor) -> Tensor:

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from irad.defenses._params import as_int
+from irad.checks import check_int
 from irad.defenses.base import Defense
 
 
@@ -83,7 +83,7 @@ class JPEG(Defense):
 
     def __init__(self, quality: int = 75) -> None:
         super().__init__()
-        self.quality = as_int(quality, "quality", 1, 100)
+        self.quality = check_int(quality, "quality", 1, 100, text=True)
 
     def purify(self, x: Tensor) -> Tensor:
         out = jpeg_roundtrip(x, self.quality)
@@ -121,7 +121,7 @@ class DifferentiableJPEG(Defense):
 
     def __init__(self, quality: int = 75) -> None:
         super().__init__()
-        self.quality = as_int(quality, "quality", 1, 100)
+        self.quality = check_int(quality, "quality", 1, 100, text=True)
 
     def purify(self, x: Tensor) -> Tensor:
         from kornia.enhance import jpeg_codec_differentiable  # heavy import, only when used

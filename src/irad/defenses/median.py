@@ -7,8 +7,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from irad.checks import check_images
-from irad.defenses._params import as_choice, as_int
+from irad.checks import check_choice, check_images, check_int
 from irad.defenses.base import Defense
 from irad.errors import InputError
 
@@ -38,12 +37,12 @@ def median_filter(x: Tensor, kernel_size: int = 3, padding: str = "reflect") -> 
         tensor(5.)
     """
     check_images(x, "images", channels=None, check_range=False)
-    k = as_int(kernel_size, "kernel_size", 1)
+    k = check_int(kernel_size, "kernel_size", 1, text=True)
     if k % 2 == 0:
         raise InputError(
             f"kernel_size must be odd (the window needs a centre pixel), got {k}; try {k + 1}"
         )
-    padding = as_choice(padding, "padding", MEDIAN_PADDINGS)
+    padding = check_choice(padding, "padding", MEDIAN_PADDINGS)
     r = k // 2
     h, w = x.shape[-2:]
     if padding == "reflect" and (r >= h or r >= w):
@@ -82,13 +81,13 @@ class MedianFilter(Defense):
 
     def __init__(self, kernel_size: int = 3, padding: str = "reflect") -> None:
         super().__init__()
-        self.kernel_size = as_int(kernel_size, "kernel_size", 1)
+        self.kernel_size = check_int(kernel_size, "kernel_size", 1, text=True)
         if self.kernel_size % 2 == 0:
             raise InputError(
                 f"kernel_size must be odd (the window needs a centre pixel), got "
                 f"{self.kernel_size}; try {self.kernel_size + 1}"
             )
-        self.padding = as_choice(padding, "padding", MEDIAN_PADDINGS)
+        self.padding = check_choice(padding, "padding", MEDIAN_PADDINGS)
 
     def purify(self, x: Tensor) -> Tensor:
         return median_filter(x, self.kernel_size, self.padding)

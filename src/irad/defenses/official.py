@@ -12,19 +12,20 @@ The official release ships two PyTorch pickles:
   reconstruction's EDSR) and ``imnet.layers.*`` (an MLP with a 2-D output) -- either bare or
   wrapped as ``{'model': state_dict}`` (the form their evaluation code reads).
 
-Both are read with ``torch.load(..., map_location="cpu", weights_only=True)``; a file that
-needs arbitrary unpickling (a whole pickled module, custom classes) is refused with a
-:class:`~irad.errors.CheckpointError` that says so -- irad never falls back to unsafe loading.
+Both are read with :func:`irad.checkpoint.read_torch_file` (``torch.load(...,
+weights_only=True)`` on torch >= 2.6); a file that needs arbitrary unpickling (a whole pickled
+module, custom classes) is refused with a :class:`~irad.errors.CheckpointError` that says so --
+irad never falls back to unsafe loading.
 Every size is inferred from the tensors and cross-checked against ``args``; a missing or
 unexpected parameter, a wrong shape or an unsupported LIIF option is named in the error.
 
-The result is an ordinary :class:`~irad.defenses.implicit.IRAD` in the official *compatibility
+The result is an ordinary :class:`~irad.defenses.irad.IRAD` in the official *compatibility
 mode* (:meth:`~irad.models.samplenet.SampleNetConfig.official`), which reproduces their
 conventions exactly: LIIF's normalised (row, col) pixel-centre coordinates in [-1, 1]
 (``make_coord``), SampleNet's output added to them as is (normalised units), the
 representation's encoder fed ``(x - 0.5) / 0.5`` and SampleNet's own encoder copy fed ``x`` in
 [0, 1]. It saves and loads like any irad checkpoint (safetensors + JSON), with the source files'
-sha256 recorded under ``extra.converted_from``.
+sha256 recorded under ``metadata.converted_from``.
 
 Example:
     >>> from irad.defenses.official import convert_official
@@ -35,7 +36,6 @@ Example:
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,12 +45,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from irad.defenses.implicit import CHECKPOINT_STEM, IRAD, ImplicitReconstruction
+from irad.checkpoint import load_into, read_torch_file
+from irad.defenses.irad import IRAD
+from irad.defenses.reconstruction import ImplicitReconstruction
 from irad.errors import CheckpointError
 from irad.models.edsr import EDSRConfig
 from irad.models.liif import DEFAULT_CHUNK_SIZE, ImplicitConfig, ImplicitRepresentation
 from irad.models.samplenet import SampleNet, SampleNetConfig
-from irad.utils.checkpoint import state_dict_mismatch
 from irad.utils.io import sha256_file
 
 #: Preset name recorded in converted checkpoints.
@@ -72,47 +73,18 @@ _UNUSED_ENCODER_KEYS = (
 )
 
 
-# --------------------------------------------------------------------------------------------
-# reading the pickles safely
-# --------------------------------------------------------------------------------------------
+# How someone who trusts a file that holds more than tensors re-saves it, with the official code.
+_RESAVE = {
+    "Reconstruction.pt": (
+        "torch.save({'model': {'name': 'liif', 'args': args, 'sd': model.state_dict()}}, "
+        "'Reconstruction.pt')"
+    ),
+    "SampleNet.pt": "torch.save(samplenet.state_dict(), 'SampleNet.pt')",
+}
 
 
-def read_official_file(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
-    """``torch.load(path, map_location="cpu", weights_only=True)`` with errors that explain.
-
-    Raises:
-        CheckpointError: the file is missing, is not a PyTorch checkpoint, or holds Python
-            objects other than tensors and plain containers (never unpickled unsafely).
-    """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise CheckpointError(f"{what} not found: {p}")
-    try:
-        return torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
-        if found:
-            raise CheckpointError(
-                f"{what} {p} holds Python objects other than tensors and plain containers "
-                f"(found {found.group(1)}), so it cannot be read with weights_only=True; irad "
-                "never unpickles arbitrary objects. Where you trust the file and have the "
-                "official code, re-save only the weights, e.g. torch.save({'model': {'name': "
-                "'liif', 'args': args, 'sd': model.state_dict()}}, 'Reconstruction.pt') or "
-                "torch.save(samplenet.state_dict(), 'SampleNet.pt')"
-            ) from None
-        raise CheckpointError(
-            f"{what} {p} is not a readable PyTorch checkpoint: {_first_line(err)}"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"{what} {p} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-            f"{_first_line(err)}"
-        ) from None
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    return text.splitlines()[0][:300]
+def _read(path: str | os.PathLike[str], what: str) -> Any:
+    return read_torch_file(path, what, resave=_RESAVE[what])
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,20 +118,7 @@ def _head(items: list[str], n: int = 6) -> str:
 
 def _match(module: nn.Module, tensors: dict[str, Tensor], source: str, what: str) -> None:
     """Load ``tensors`` into ``module``, naming every missing/unexpected key and wrong shape."""
-    missing, unexpected, shapes = state_dict_mismatch(module, tensors)
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing: {_head(missing)}")
-        if unexpected:
-            parts.append(f"unexpected: {_head(unexpected)}")
-        if shapes:
-            wrong = [f"{k}: file {c} vs expected {m}" for k, c, m in shapes]
-            parts.append(f"wrong shapes: {_head(wrong)}")
-        raise CheckpointError(
-            f"{source}: {what} does not have the official layout ({'; '.join(parts)})"
-        )
-    module.load_state_dict(tensors, strict=True)
+    load_into(module, tensors, f"{source} ({what})", hint="it does not have the official layout")
 
 
 def _split(tensors: dict[str, Tensor], source: str, what: str) -> dict[str, dict[str, Tensor]]:
@@ -416,16 +375,14 @@ def _import(
     samplenet: str | os.PathLike[str] | None,
     chunk_size: int | None,
 ) -> tuple[IRAD | ImplicitReconstruction, OfficialReconstruction]:
-    parsed = parse_reconstruction(
-        read_official_file(reconstruction, "Reconstruction.pt"), str(reconstruction)
-    )
+    parsed = parse_reconstruction(_read(reconstruction, "Reconstruction.pt"), str(reconstruction))
     chunk = chunk_size or DEFAULT_CHUNK_SIZE
     defense: IRAD | ImplicitReconstruction
     if samplenet is None:
         defense = ImplicitReconstruction(parsed.representation, preset=None, chunk_size=chunk)
     else:
         net = parse_samplenet(
-            read_official_file(samplenet, "SampleNet.pt"), parsed.representation, str(samplenet)
+            _read(samplenet, "SampleNet.pt"), parsed.representation, str(samplenet)
         )
         defense = IRAD(parsed.representation, net, preset=None, chunk_size=chunk)
     defense.preset = OFFICIAL_PRESET
@@ -511,8 +468,8 @@ def convert_official(
     With ``samplenet`` the result is an IRAD checkpoint (``IRAD.from_pretrained(out)``);
     without, the representation alone (``ImplicitReconstruction.from_pretrained(out)``, the
     DISCO-style defense). Writes ``out/model.safetensors`` + ``out/model.json`` (what
-    ``save_pretrained(out)`` writes), whose ``extra`` records both source files' path and sha256,
-    LIIF's ``args`` and the conventions.
+    ``save_pretrained(out)`` writes), whose ``metadata`` records both source files' path and
+    sha256, LIIF's ``args`` and the conventions.
     """
     defense, parsed = _import(reconstruction, samplenet, chunk_size)
     sources: dict[str, Any] = {
@@ -536,7 +493,7 @@ def convert_official(
         provenance["samplenet_encoder_equals_reconstruction_encoder"] = all(
             torch.equal(rep_enc[k], sn_enc[k]) for k in rep_enc
         )
-    path = defense.save(Path(out) / CHECKPOINT_STEM, extra=provenance)
+    path = defense.save_pretrained(out, metadata=provenance)
     defense.source = str(path.with_suffix(""))
     return ConversionReport(path, kind, defense.checkpoint_config(), provenance)
 
@@ -564,5 +521,4 @@ __all__ = [
     "load_official_reconstruction",
     "parse_reconstruction",
     "parse_samplenet",
-    "read_official_file",
 ]

@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from irad.defenses._params import as_choice, as_float
+from irad.checks import check_choice, check_float, check_seed
 from irad.defenses.base import Defense
 from irad.resample import reconstruct
-from irad.resample.samplers import check_seed, make_generator, uniform
+from irad.resample.samplers import make_generator, uniform
 
 #: Xie et al.'s padded size over input size (331 / 299).
 XIE_RATIO = 331 / 299
@@ -69,8 +69,8 @@ def random_resize_pad(
         >>> random_resize_pad(torch.rand(4, 3, 32, 32), generator=g).shape
         torch.Size([4, 3, 32, 32])
     """
-    p = as_float(p, "p (probability of transforming an image)", 0.0, 1.0)
-    ratio = as_float(ratio, "ratio (padded size / input size)", 1.0, 4.0)
+    p = check_float(p, "p (probability of transforming an image)", 0, 1, text=True)
+    ratio = check_float(ratio, "ratio (padded size / input size)", 1, 4, text=True)
     if p == 0:
         return x
     b, _, h, w = x.shape
@@ -137,11 +137,11 @@ class Randomization(Defense):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        self.p = as_float(p, "p (probability of transforming an image)", 0.0, 1.0)
-        self.ratio = as_float(ratio, "ratio (padded size / input size)", 1.0, 4.0)
-        self.mode = as_choice(mode, "mode", ("nearest", "bilinear"))
-        self.pad_value = as_float(pad_value, "pad_value", 0.0, 1.0)
-        self.seed = None if seed is None or str(seed).lower() == "none" else check_seed(seed)
+        self.p = check_float(p, "p (probability of transforming an image)", 0, 1, text=True)
+        self.ratio = check_float(ratio, "ratio (padded size / input size)", 1, 4, text=True)
+        self.mode = check_choice(mode, "mode", ("nearest", "bilinear"))
+        self.pad_value = check_float(pad_value, "pad_value", 0, 1, text=True)
+        self.seed = check_seed(seed, optional=True, text=True)
         self.generator = make_generator(self.seed)
         self.stochastic = self.p > 0
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-from irad.defenses._params import as_choice, as_float
+from irad.checks import check_choice, check_float, check_seed
 from irad.defenses.base import Defense
 from irad.resample import (
     PADDING_MODES,
@@ -19,7 +19,6 @@ from irad.resample import (
     canonical_reconstruction,
     canonical_sampler,
 )
-from irad.resample.samplers import check_seed
 
 
 class ImageResampling(Defense):
@@ -66,9 +65,9 @@ class ImageResampling(Defense):
         self.reconstruction = canonical_reconstruction(reconstruction)
         self.sampler_name = canonical_sampler(sampler)
         low = 0.0 if self.sampler_name == "sv" else None
-        self.shift = as_float(shift, f"shift ({'gamma' if low == 0.0 else 'd'})", low)
-        self.padding_mode = as_choice(padding_mode, "padding_mode", PADDING_MODES)
-        self.seed = None if seed is None or str(seed).lower() == "none" else check_seed(seed)
+        self.shift = check_float(shift, f"shift ({'gamma' if low == 0.0 else 'd'})", low, text=True)
+        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        self.seed = check_seed(seed, optional=True, text=True)
         self.resampler = Resampler(
             self.reconstruction,
             build_sampler(self.sampler_name, self.shift, seed=self.seed),

@@ -1,4 +1,5 @@
-"""Clean accuracy of a classifier on a data set, with a progress bar and throughput."""
+"""Clean accuracy (and mean cross-entropy) of a classifier on a data set: the one loop, used by
+``irad classify`` and by training's per-epoch evaluation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -25,6 +27,7 @@ class AccuracyResult:
         accuracy: ``correct / total``, a fraction in [0, 1] (see :attr:`percent`).
         seconds: wall time of the loop (data, transfer and forward passes).
         images_per_second: ``total / seconds``.
+        loss: mean cross-entropy of the logits (float32) over the images.
     """
 
     correct: int
@@ -32,6 +35,7 @@ class AccuracyResult:
     accuracy: float
     seconds: float
     images_per_second: float
+    loss: float = float("nan")
 
     @property
     def percent(self) -> float:
@@ -46,13 +50,17 @@ def accuracy(
     classifier: nn.Module,
     dataset: Any,
     batch_size: int = 500,
-    device: str | torch.device = "cpu",
+    device: str | torch.device | None = "cpu",
     progress: bool = True,
+    *,
+    channels_last: bool = False,
 ) -> AccuracyResult:
-    """Top-1 accuracy of ``classifier`` on every image of ``dataset``, in its fixed order.
+    """Top-1 accuracy and mean cross-entropy of ``classifier`` on every image of ``dataset``,
+    in its fixed order.
 
-    The classifier is moved to ``device`` and run in eval mode under ``torch.inference_mode``;
-    its previous train/eval mode is restored afterwards.
+    The classifier is moved to ``device`` (None: it stays where its parameters are) and run in
+    eval mode under ``torch.inference_mode``; its previous train/eval mode is restored
+    afterwards.
 
     Args:
         classifier: a module from images in [0, 1] to logits (an :class:`irad.models.Classifier`
@@ -61,6 +69,7 @@ def accuracy(
         batch_size: images per forward pass.
         device: where to run.
         progress: show a tqdm bar with the running accuracy.
+        channels_last: feed the images in channels-last memory format.
 
     Shape:
         - Batches: images ``(B, 3, H, W)`` in [0, 1], labels ``(B,)``; logits ``(B, classes)``.
@@ -76,10 +85,14 @@ def accuracy(
     total_images = len(dataset)
     if total_images == 0:
         raise InputError("the data set is empty: there is nothing to measure accuracy on")
+    if device is None:
+        tensor = next(iter(classifier.parameters()), None)
+        device = tensor.device if tensor is not None else torch.device("cpu")
     device = torch.device(device)
     was_training = classifier.training
     classifier.to(device).eval()
     correct = total = 0
+    loss_sum = 0.0
     bar = tqdm(
         total=total_images, unit="img", desc="accuracy", disable=not progress, dynamic_ncols=True
     )
@@ -88,8 +101,12 @@ def accuracy(
         with torch.inference_mode():
             for x, y in iterate_batches(dataset, batch_size):
                 check_labels(y, x.shape[0])
-                logits = classifier(x.to(device, non_blocking=True))
-                correct += int((logits.argmax(dim=1).cpu() == y).sum())
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                logits = classifier(x).float()
+                loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+                correct += int((logits.argmax(dim=1) == y).sum())
                 total += int(y.shape[0])
                 bar.update(int(y.shape[0]))
                 bar.set_postfix(acc=f"{100.0 * correct / total:.2f}%", refresh=False)
@@ -105,4 +122,5 @@ def accuracy(
         accuracy=correct / total,
         seconds=seconds,
         images_per_second=total / seconds if seconds > 0 else float("inf"),
+        loss=loss_sum / total,
     )

@@ -1,35 +1,76 @@
 """On-disk state of an evaluation: cached adversarial images and per-batch partial results.
 
 * :class:`AdversarialCache` keeps the exact float32 adversarial images of one (attack surface,
-  attack, ε, seed, data subset, batch size, code versions) combination, one safetensors file per
+  attack, ε, seed, data subset, batch size, attack code) combination, one safetensors file per
   batch. Under the oblivious threat every defense is then judged on the same inputs, a crash
   loses at most one batch, and a second run costs no attack at all.
 * :class:`PartialStore` keeps, per (defense, attack, batch), which images were classified
   correctly, written atomically, so a resumed run recomputes nothing that finished.
 
 Both are keyed by a sha256 over every input that changes the content; changing any of them gives
-a new key and hence a fresh computation, never a stale result.
+a new key and hence a fresh computation. The attack code is part of the key
+(:func:`attack_code_fingerprint`: the source of ``irad/attacks/*.py`` and the torchattacks
+version), and a cached batch is not trusted blindly: beside each file its sha256 and which
+images fooled the attack surface when it was crafted are recorded; a file that changed, or
+images that no longer fool the surface as they did, are recomputed with a
+:class:`StaleCacheWarning`.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import re
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import Tensor, nn
 
-from irad.errors import CheckpointError
+from irad.evaluate.metrics import decode_bits, encode_bits
 from irad.evaluate.specs import canonical_json, digest
 from irad.utils.io import atomic_write_bytes, atomic_write_json
 
 #: Slack on the ε-ball and [0, 1] checks of cached images (float32 round-off of x + δ).
 BALL_TOLERANCE = 1e-5
+#: Share of a batch whose "fools the surface" verdict may change between crafting and reading
+#: without the batch being recomputed (numerical noise across devices; 0 for small batches).
+FOOLED_TOLERANCE = 0.02
+
+
+class StaleCacheWarning(RuntimeWarning):
+    """A cached adversarial batch failed verification and was recomputed."""
+
+
+@functools.cache
+def attack_code_fingerprint() -> dict[str, str | None]:
+    """What the attack code is: sha256 of the source of ``irad/attacks/*.py``, and the
+    torchattacks and torch versions. Part of every adversarial-cache key, so a change to an
+    attack's code never reuses images the old code made."""
+    import torch
+
+    import irad.attacks
+
+    h = hashlib.sha256()
+    for path in sorted(Path(irad.attacks.__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    try:
+        from importlib.metadata import version
+
+        torchattacks = version("torchattacks")
+    except Exception:  # pragma: no cover - not installed as a distribution
+        torchattacks = None
+    return {
+        "attacks_source": h.hexdigest(),
+        "torchattacks": torchattacks,
+        "torch": torch.__version__,
+    }
 
 
 def default_cache_dir() -> Path:
@@ -71,6 +112,10 @@ def _batch_name(index: int, suffix: str) -> str:
 class AdversarialCache:
     """Adversarial images of one key, stored per batch as float32 safetensors.
 
+    Beside each ``batch_NNNNN.safetensors`` a ``batch_NNNNN.json`` record (written last, so a
+    batch exists only once both do) holds the file's sha256 and, when given, which images fooled
+    the attack surface at crafting time. :meth:`load` verifies both.
+
     Args:
         root: cache folder shared by runs (``default_cache_dir()`` when None).
         components: everything the images depend on (JSON-ready); its digest is the key.
@@ -89,62 +134,115 @@ class AdversarialCache:
         self.key = digest(components)
         #: Written into ``meta.json`` with the first batch (e.g. the attack's full config).
         self.extra_meta: dict[str, Any] = {}
+        #: One line per batch that failed verification and was recomputed (for the report).
+        self.problems: list[str] = []
         base = Path(root) if root is not None else default_cache_dir()
         self.dir = base / self.key[:2] / self.key
 
     def path(self, index: int) -> Path:
         return self.dir / _batch_name(index, ".safetensors")
 
+    def record_path(self, index: int) -> Path:
+        return self.dir / _batch_name(index, ".json")
+
     def has(self, index: int) -> bool:
-        return self.path(index).is_file()
+        return self.path(index).is_file() and self.record_path(index).is_file()
 
-    def load(self, index: int, x: Tensor, y: Tensor, eps: float) -> Tensor | None:
-        """The cached batch ``index`` for clean images ``x`` / labels ``y``, or None if absent.
+    def load(
+        self,
+        index: int,
+        x: Tensor,
+        y: Tensor,
+        eps: float,
+        *,
+        fooled: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor | None:
+        """The cached batch ``index`` for clean images ``x`` / labels ``y``, or None.
 
-        The images are checked before use: same shape and labels as the batch asked for, finite,
-        in [0, 1] and within ``eps`` (in [0, 1] units) of ``x``.
-
-        Raises:
-            CheckpointError: the file exists but does not belong to this batch.
+        None means "attack this batch": nothing is cached, or the cached batch failed
+        verification (then with a :class:`StaleCacheWarning`, and the reason in
+        :attr:`problems`). Verified: the file's sha256 against its record; its shape, labels,
+        finiteness, [0, 1] range and distance ``eps`` (in [0, 1] units) from ``x``; and, given
+        ``fooled`` (images -> boolean ``(B,)``: which fool the attack surface, one forward
+        pass), that the same images fool the surface as when the batch was crafted.
         """
         path = self.path(index)
         if not path.is_file():
             return None
+        problem, x_adv = self._verify(index, x, y, eps, fooled)
+        if problem is None:
+            return x_adv
+        line = (
+            f"cached adversarial batch {index} ({path}) failed verification: {problem}; "
+            "recomputed it"
+        )
+        self.problems.append(line)
+        warnings.warn(line, StaleCacheWarning, stacklevel=2)
+        return None
+
+    def _verify(
+        self,
+        index: int,
+        x: Tensor,
+        y: Tensor,
+        eps: float,
+        fooled: Callable[[Tensor], Tensor] | None,
+    ) -> tuple[str | None, Tensor | None]:
+        path = self.path(index)
+        record = _read_json(self.record_path(index))
+        if not record or not isinstance(record.get("sha256"), str):
+            return "it has no record of its hash (an interrupted write, or an older irad)", None
         try:
-            tensors = load_file(str(path))
-        except (SafetensorError, OSError, ValueError):
-            # A file we cannot read is as good as absent: recompute and overwrite it.
-            return None
+            data = path.read_bytes()
+        except OSError as err:
+            return f"it cannot be read ({err})", None
+        digest_now = hashlib.sha256(data).hexdigest()
+        if digest_now != record["sha256"]:
+            return (
+                f"its sha256 {digest_now[:12]} differs from the {record['sha256'][:12]} written "
+                "with it (the file was changed or damaged)",
+                None,
+            )
+        try:
+            tensors = load(data)
+        except (SafetensorError, ValueError) as err:
+            return f"it is not a readable safetensors file ({err})", None
         x_adv, labels = tensors.get("x_adv"), tensors.get("y")
-        problem = None
         if x_adv is None or labels is None:
-            problem = "it lacks the 'x_adv' or 'y' tensor"
-        elif x_adv.shape != x.shape or x_adv.dtype != torch.float32:
-            problem = (
-                f"it holds {x_adv.dtype} {tuple(x_adv.shape)}, expected float32 {tuple(x.shape)}"
+            return "it lacks the 'x_adv' or 'y' tensor", None
+        if x_adv.shape != x.shape or x_adv.dtype != torch.float32:
+            return (
+                f"it holds {x_adv.dtype} {tuple(x_adv.shape)}, expected float32 {tuple(x.shape)}",
+                None,
             )
-        elif not torch.equal(labels.to(y.device), y):
-            problem = "its labels differ from the data set's"
-        else:
-            x_adv = x_adv.to(x.device)
-            problem = check_adversarial(x_adv, x, eps)
+        if not torch.equal(labels.to(y.device), y):
+            return "its labels differ from the data set's", None
+        x_adv = x_adv.to(x.device)
+        problem = check_adversarial(x_adv, x, eps)
         if problem:
-            raise CheckpointError(
-                f"cached adversarial batch {path} does not fit this evaluation: {problem}. "
-                f"Delete {self.dir} to recompute it."
-            )
-        return x_adv
+            return problem, None
+        if fooled is not None and record.get("fooled") is not None:
+            then = decode_bits(record["fooled"]).reshape(-1)
+            now = fooled(x_adv).detach().to("cpu", torch.bool).reshape(-1)
+            if then.shape != now.shape:
+                return "its record of fooled images does not match the batch", None
+            changed = int((then != now).sum())
+            if changed > int(FOOLED_TOLERANCE * now.numel()):
+                return (
+                    f"{int(now.sum())} of its {now.numel()} images fool the attack surface now, "
+                    f"{int(then.sum())} did when they were crafted ({changed} differ): the images, "
+                    "the surface or the code changed",
+                    None,
+                )
+        return None, x_adv
 
     def read_meta(self) -> dict[str, Any]:
         """``meta.json`` of this key ({} when nothing was cached yet)."""
-        try:
-            data = json.loads((self.dir / "meta.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            return {}
-        return data if isinstance(data, dict) else {}
+        return _read_json(self.dir / "meta.json")
 
-    def save(self, index: int, x_adv: Tensor, y: Tensor) -> None:
-        """Atomically write batch ``index`` (and, once, ``meta.json`` with the key's inputs)."""
+    def save(self, index: int, x_adv: Tensor, y: Tensor, fooled: Tensor | None = None) -> None:
+        """Atomically write batch ``index`` and then its record (sha256 and, given ``fooled``
+        (boolean ``(B,)``), which images fooled the attack surface); once, ``meta.json``."""
         meta = self.dir / "meta.json"
         if not meta.is_file():
             atomic_write_json(
@@ -157,7 +255,20 @@ class AdversarialCache:
             },
             metadata={"key": self.key, "batch": str(index)},
         )
+        self.record_path(index).unlink(missing_ok=True)  # no record: the batch is not there
         atomic_write_bytes(self.path(index), data)
+        record: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest()}
+        if fooled is not None:
+            record["fooled"] = encode_bits(fooled.detach().to("cpu", torch.bool).reshape(1, -1))
+        atomic_write_json(self.record_path(index), record)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def check_adversarial(x_adv: Tensor, x: Tensor, eps: float) -> str | None:
@@ -209,6 +320,8 @@ class PartialStore:
 __all__ = [
     "AdversarialCache",
     "PartialStore",
+    "StaleCacheWarning",
+    "attack_code_fingerprint",
     "canonical_json",
     "check_adversarial",
     "default_cache_dir",

@@ -188,7 +188,7 @@ def quality_table(
     Args:
         batches: ``(clean, adv)`` float batches in [0, 1].
         reconstruct: the reconstruction, e.g. an
-            :class:`~irad.defenses.implicit.ImplicitReconstruction`.
+            :class:`~irad.defenses.reconstruction.ImplicitReconstruction`.
         lpips_fn: from :func:`lpips_metric` (``None``: no LPIPS).
 
     Returns:

@@ -11,6 +11,7 @@ Rows that need trained weights name them with placeholders, filled by :func:`run
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,14 @@ from typing import Any
 from torch import nn
 
 from irad.defenses import Defense, build_defense
-from irad.errors import ConfigError
 from irad.evaluate import paper
+from irad.evaluate.config import EvaluationConfig, protocol_config
 from irad.evaluate.harness import evaluate_defenses
-from irad.evaluate.report import WORST_CASE, EvaluationResult
-from irad.evaluate.specs import EvaluationConfig, parse_spec
+from irad.evaluate.results import WORST_CASE, EvaluationResult
+from irad.evaluate.specs import parse_spec
 from irad.registry import Registry
 from irad.utils.io import atomic_write_text
+from irad.utils.lock import RunLock
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,6 @@ class TableSpec:
     rows: tuple[TableRow, ...]
     notes: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
-    #: Images the CPU protocol evaluates (the first N test images; ``--n`` overrides it).
-    default_n: int = 1000
 
     def build_defenses(self, variables: dict[str, str] | None = None) -> dict[str, Defense]:
         """The rows' defenses, with ``{irad}`` / ``{runs}`` in their specs filled in."""
@@ -177,7 +177,6 @@ _register(
             "(both defenses are deterministic and differentiable, so no BPDA or EOT is needed). "
             "The CPU protocol runs it on the first 200 test images."
         ),
-        default_n=200,
     )
 )
 
@@ -298,32 +297,48 @@ def run_table(
     dataset: Any,
     *,
     config: EvaluationConfig | None = None,
+    protocol: str = "cpu",
     out_dir: str | Path | None = None,
+    overwrite: bool = False,
     cache_dir: str | Path | None = None,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
     variables: dict[str, str] | None = None,
+    **settings: Any,
 ) -> tuple[EvaluationResult, str]:
     """Evaluate the rows of table ``name``; write ``comparison.md`` into ``out_dir``.
 
-    ``variables`` fill the ``{irad}`` / ``{runs}`` placeholders of the rows' specs.
+    The settings are ``config`` if given, else protocol ``protocol``'s for the table's threat
+    (the CPU protocol evaluates the first 1000 test images, 200 under the adaptive threat), with
+    ``settings`` overriding fields by name (None: not given; the record names what was
+    overridden). ``variables`` fill the ``{irad}`` / ``{runs}`` placeholders of the rows' specs.
+
+    Example:
+        >>> result, text = run_table("table1", classifier, test, n=200)  # doctest: +SKIP
+        >>> result.config.protocol_description  # doctest: +SKIP
+        'cpu protocol, overridden: n=200'
     """
     spec = get_table(name)
-    cfg = (config or EvaluationConfig.cpu_protocol()).replace(threat=spec.threat, **spec.settings)
-    if cfg.threat != spec.threat:  # pragma: no cover - replace() above sets it
-        raise ConfigError(f"{name} is defined for the {spec.threat} threat")
-    result = evaluate_defenses(
-        spec.build_defenses(variables),
-        classifier,
-        dataset,
-        list(spec.attacks),
-        config=cfg,
-        out_dir=out_dir,
-        cache_dir=cache_dir,
-        progress=progress,
-        metadata={"table": name, "variables": variables or {}, **(metadata or {})},
-    )
-    text = comparison_markdown(spec, result)
-    if out_dir is not None:
-        atomic_write_text(Path(out_dir) / "comparison.md", text)
+    if config is not None:
+        given = {k: v for k, v in settings.items() if v is not None}
+        cfg = config.replace(threat=spec.threat, **spec.settings, **given)
+    else:
+        cfg = protocol_config(protocol, spec.threat, **{**spec.settings, **settings})
+    lock = RunLock(out_dir, purpose=f"irad reproduce {name}") if out_dir is not None else None
+    with lock if lock is not None else nullcontext():
+        result = evaluate_defenses(
+            spec.build_defenses(variables),
+            classifier,
+            dataset,
+            list(spec.attacks),
+            config=cfg,
+            out_dir=out_dir,
+            overwrite=overwrite,
+            cache_dir=cache_dir,
+            progress=progress,
+            metadata={"table": name, "variables": variables or {}, **(metadata or {})},
+        )
+        text = comparison_markdown(spec, result)
+        if out_dir is not None:
+            atomic_write_text(Path(out_dir) / "comparison.md", text)
     return result, text

@@ -14,44 +14,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
 
 from irad.errors import InputError
+from irad.evaluate.config import SanityConfig
 from irad.evaluate.metrics import Count, decode_bits
-from irad.evaluate.specs import AttackSpec, SanityConfig
+from irad.evaluate.results import NOT_APPLICABLE, PASS, WARN, DefenseOutcome, SanityCheck
+from irad.evaluate.specs import AttackSpec
 
-if TYPE_CHECKING:
-    from irad.evaluate.report import DefenseOutcome
-
-PASS, WARN, NOT_APPLICABLE = "pass", "warn", "n/a"
-
-
-@dataclass(frozen=True)
-class SanityCheck:
-    """The outcome of one check for one defense."""
-
-    check: str
-    status: str
-    message: str
-    defense: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.status == WARN
-
-    def warning_line(self) -> str:
-        where = f"[{self.defense}] " if self.defense else ""
-        return f"WARNING {where}{self.check}: {self.message}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SanityCheck:
-        return cls(**data)
+__all__ = [
+    "NOT_APPLICABLE",
+    "PASS",
+    "WARN",
+    "SanityCheck",
+    "check_blackbox",
+    "check_gradients",
+    "check_large_eps",
+    "check_monotonic",
+    "check_ra_below_sa",
+    "run_checks",
+]
 
 
 def excess(lower: Tensor, higher: Tensor) -> tuple[int, int, int]:

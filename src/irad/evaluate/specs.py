@@ -1,5 +1,5 @@
-"""What to evaluate, as data: attack and defense specs parsed from ``name:k=v,...`` strings, and
-the :class:`EvaluationConfig` that fixes every other setting of a run.
+"""What to evaluate, as data: attack and defense specs parsed from ``name:k=v,...`` strings
+(the settings of a run are in :mod:`irad.evaluate.config`).
 
 The same strings work on the command line and in Python::
 
@@ -13,7 +13,6 @@ The same strings work on the command line and in Python::
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -23,14 +22,42 @@ from typing import Any
 
 from irad.errors import ConfigError
 
-#: Threat models, weakest first (see :func:`irad.attacks.attack_surface`).
-THREATS: tuple[str, ...] = ("oblivious", "bpda", "bpda-eot", "adaptive")
-#: Threats in which the attack differentiates through the defense (a white-box adversary).
-WHITE_BOX_THREATS: frozenset[str] = frozenset({"bpda", "bpda-eot", "adaptive"})
 #: Attacks that use no gradients: they must never beat a working white-box attack.
 BLACK_BOX_ATTACKS: frozenset[str] = frozenset({"square"})
 #: Largest ε accepted, in /255 (64/255 is the sanity check's "everything breaks" budget).
 MAX_EPS = 255.0
+#: Smallest ε accepted, in /255: one grey level of an 8-bit image. A smaller value is almost
+#: always a budget written as a fraction (0.03 for 8/255).
+MIN_EPS = 1.0
+
+
+def check_eps(value: object, name: str = "eps") -> float:
+    """Check a budget in units of 1/255: a number in [1, 255].
+
+    A value below 1 is refused with the fix, because it is almost always a fraction meant as
+    x/255 (``--eps 0.03`` would otherwise run at 0.03/255, a budget that does nothing).
+
+    Example:
+        >>> check_eps(8)
+        8.0
+        >>> check_eps(0.03, "--eps")
+        Traceback (most recent call last):
+        ...
+        irad.errors.ConfigError: --eps is in units of 1/255: for 0.03 ≈ 8/255 pass --eps 8
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number in units of 1/255 (e.g. 8), got {value!r}")
+    eps = float(value)
+    if 0 < eps < MIN_EPS:
+        scaled = max(1, round(eps * 255))
+        fix = f"{name} {scaled}" if name.startswith("--") else f"{name}={scaled}"
+        raise ConfigError(f"{name} is in units of 1/255: for {eps:g} ≈ {scaled}/255 pass {fix}")
+    if not MIN_EPS <= eps <= MAX_EPS:
+        raise ConfigError(
+            f"{name} must be in [{MIN_EPS:g}, {MAX_EPS:g}] (units of 1/255, e.g. 8 for 8/255), "
+            f"got {eps:g}"
+        )
+    return eps
 
 
 def parse_value(text: str) -> Any:
@@ -157,17 +184,10 @@ class AttackSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("attack name must be a non-empty string")
-        eps = self.eps
-        if isinstance(eps, bool) or not isinstance(eps, int | float) or not math.isfinite(eps):
-            raise ConfigError(f"attack eps must be a number in /255 units, got {eps!r}")
-        if not 0 < eps <= MAX_EPS:
-            raise ConfigError(
-                f"attack eps must be in (0, {MAX_EPS:g}] (units of 1/255, e.g. eps=8 for 8/255), "
-                f"got {eps}"
-            )
+        eps = check_eps(self.eps)
         if "eps" in self.params:
             raise ConfigError("give eps as AttackSpec(eps=...), not inside params")
-        object.__setattr__(self, "eps", float(eps))
+        object.__setattr__(self, "eps", eps)
         object.__setattr__(self, "params", dict(self.params))
 
     @classmethod
@@ -227,153 +247,3 @@ def as_attack_spec(spec: AttackSpec | str, default_eps: float = 8.0) -> AttackSp
     if isinstance(spec, str):
         return AttackSpec.parse(spec, default_eps=default_eps)
     raise ConfigError(f"an attack must be an AttackSpec or a string, got {type(spec).__name__}")
-
-
-def check_threat(threat: str) -> str:
-    """Return the threat's canonical name, or raise :class:`ConfigError` listing the known ones."""
-    key = str(threat).strip().lower().replace("_", "-")
-    if key not in THREATS:
-        raise ConfigError(f"unknown threat {threat!r}; choose one of: {', '.join(THREATS)}")
-    return key
-
-
-@dataclass(frozen=True)
-class SanityConfig:
-    """Settings of the optional sanity checks (Carlini et al. 2019, "On Evaluating Adversarial
-    Robustness").
-
-    Attributes:
-        attack: the white-box attack run on the ε x steps grid (a PGD-like attack with ``steps``).
-        step_param, steps_param: names of the attack's step-size and step-count parameters; the
-            grid uses step size ``2.5 * eps / steps`` (Madry et al.), so every setting can reach
-            the edge of its ε-ball.
-        eps_grid, steps_grid: the grid, in /255 and steps. RA must not rise along either axis.
-        large_eps: an ε (in /255) at which a white-box attack must leave RA near zero.
-        large_eps_max_ra: "near zero", in percent.
-        blackbox: a gradient-free attack run on the deployed model (defense + classifier); it must
-            not beat the white-box attack at ``reference_eps``.
-        reference_eps: the ε of the black-box comparison.
-        n: images used by the grid (the first ``n`` of the evaluation subset; None: all).
-        margin: a rise of RA (or a black-box win) is flagged only when larger than ``margin``
-            percentage points ...
-        z: ... and significant in a paired sign test, ``b - c > z * sqrt(b + c)`` over the
-            images that the two settings classify differently (noise of random attacks and
-            random defenses then raises no false alarm).
-        max_zero_grad_fraction: above this fraction of exactly-zero input-gradient entries, the
-            gradients are reported as masked.
-    """
-
-    attack: str = "pgd"
-    step_param: str = "alpha"
-    steps_param: str = "steps"
-    eps_grid: tuple[float, ...] = (4.0, 8.0, 16.0)
-    steps_grid: tuple[int, ...] = (10, 20)
-    large_eps: float = 64.0
-    large_eps_max_ra: float = 5.0
-    blackbox: str = "square:n_queries=1000"
-    reference_eps: float = 8.0
-    n: int | None = 200
-    margin: float = 2.0
-    z: float = 2.0
-    max_zero_grad_fraction: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not self.eps_grid or not self.steps_grid:
-            raise ConfigError("sanity eps_grid and steps_grid must not be empty")
-        if self.n is not None and self.n < 1:
-            raise ConfigError(f"sanity n must be >= 1 or None, got {self.n}")
-        object.__setattr__(self, "eps_grid", tuple(float(e) for e in self.eps_grid))
-        object.__setattr__(self, "steps_grid", tuple(int(s) for s in self.steps_grid))
-
-    def grid_spec(self, eps: float, steps: int) -> AttackSpec:
-        name, params = parse_spec(self.attack)
-        params.pop("eps", None)
-        params[self.steps_param] = steps
-        params[self.step_param] = round(2.5 * eps / steps, 6)
-        return AttackSpec(name, eps, params)
-
-    def blackbox_spec(self) -> AttackSpec:
-        return AttackSpec.parse(self.blackbox, default_eps=self.reference_eps)
-
-
-@dataclass
-class EvaluationConfig:
-    """Every setting of an evaluation run except the defenses, classifier, data and attacks.
-
-    Attributes:
-        threat: ``oblivious`` | ``bpda`` | ``bpda-eot`` | ``adaptive``.
-        n: evaluate the first ``n`` images of the data set (None: all of it).
-        seed: base seed; attack and evaluation seeds are derived from it per batch, so a resumed
-            run gives the same figures as an uninterrupted one.
-        batch_size: images per attack / evaluation batch (part of the cache key).
-        eot_samples: draws per gradient for random defenses under ``bpda-eot`` and ``adaptive``.
-        draws: independent forward passes of a random defense per image; SA and RA are averaged
-            over them, each with fresh randomness that the attack never saw.
-        cost_batch_size, cost_repeats, cost_warmup: cost = median over ``cost_repeats`` timed
-            batches of ``cost_batch_size`` images after ``cost_warmup`` untimed ones
-            (``cost_repeats=0`` skips timing).
-        device: torch device string.
-        threads: torch intra-op threads for the whole run (None: leave torch's setting).
-        protocol: label recorded with the figures (e.g. ``"cpu"``, see PROTOCOL.md).
-        sanity: run the sanity checks (extra attack runs) as configured by ``sanity_config``.
-    """
-
-    threat: str = "oblivious"
-    n: int | None = None
-    seed: int = 0
-    batch_size: int = 100
-    eot_samples: int = 10
-    draws: int = 1
-    cost_batch_size: int = 100
-    cost_repeats: int = 5
-    cost_warmup: int = 1
-    device: str = "cpu"
-    threads: int | None = None
-    protocol: str = "custom"
-    sanity: bool = False
-    sanity_config: SanityConfig = field(default_factory=SanityConfig)
-
-    def __post_init__(self) -> None:
-        self.threat = check_threat(self.threat)
-        for name in ("batch_size", "eot_samples", "draws", "cost_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("cost_repeats", "cost_warmup"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
-            raise ConfigError(f"n must be a positive integer or None, got {self.n!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise ConfigError(f"threads must be a positive integer or None, got {self.threads!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
-
-    @classmethod
-    def cpu_protocol(cls, **overrides: Any) -> EvaluationConfig:
-        """The CPU protocol (PROTOCOL.md): first 1,000 images, batch 100, 2 threads."""
-        settings: dict[str, Any] = {
-            "n": 1000,
-            "batch_size": 100,
-            "cost_batch_size": 100,
-            "threads": 2,
-            "device": "cpu",
-            "protocol": "cpu",
-        }
-        settings.update(overrides)
-        return cls(**settings)
-
-    def replace(self, **changes: Any) -> EvaluationConfig:
-        """A copy with some fields changed; unknown names raise :class:`ConfigError`."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown evaluation setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

@@ -14,11 +14,14 @@ safetensors + JSON checkpoint that :func:`load_classifier` rebuilds.
 from irad.models.classifier import (
     CIFAR10_MEAN,
     CIFAR10_STD,
+    CLASSIFIERS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Classifier,
     Normalize,
     as_classifier,
+    build_classifier,
+    canonical_name,
 )
 from irad.models.edsr import EDSR, EDSRConfig
 from irad.models.implicit_presets import IMPLICIT_PRESETS, ImplicitPreset, get_preset
@@ -29,9 +32,6 @@ from irad.models.samplenet import SampleNet, SampleNetConfig
 from irad.models.vgg import VGG
 from irad.models.wideresnet import WideResNet
 from irad.models.zoo import (
-    CLASSIFIERS,
-    build_classifier,
-    canonical_name,
     infer_arch,
     load_classifier,
     model_fingerprint,

@@ -1,4 +1,11 @@
-"""The classifier interface: images in [0, 1], NCHW in; logits out. Normalisation lives inside."""
+"""The classifier interface: images in [0, 1], NCHW in; logits out. Normalisation lives inside.
+
+Also the classifier registry :data:`CLASSIFIERS` (the architectures register themselves in
+:mod:`irad.models.zoo`), :func:`build_classifier`, and the classifier's checkpoint: a
+:class:`Classifier` built by name saves and loads like every irad model
+(:class:`irad.checkpoint.Pretrained`; the checkpoint holds the network's state dict and the
+``arch``, ``num_classes``, ``mean``, ``std`` and ``kwargs`` that rebuild it).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,24 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from irad.checkpoint import Pretrained, config_field
 from irad.checks import check_images, check_logits
+from irad.errors import ConfigError
+from irad.registry import Registry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+#: Network factories by name. Each takes ``num_classes`` (and optional architecture keywords)
+#: and returns the bare network, which expects *normalised* input; :func:`build_classifier`
+#: wraps it with its normalisation. The architectures irad ships register in
+#: :mod:`irad.models.zoo`; register your own with ``@CLASSIFIERS.register("name")``.
+CLASSIFIERS: Registry[nn.Module] = Registry("classifier")
+
+#: The config entries that rebuild a classifier (saved in its checkpoint).
+CONFIG_KEYS = ("arch", "name", "num_classes", "mean", "std", "kwargs")
 
 
 class Normalize(nn.Module):
@@ -28,11 +47,16 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
-class Classifier(nn.Module):
+class Classifier(Pretrained, nn.Module):
     """Wrap any ``nn.Module`` into an irad classifier.
 
     The wrapper checks the input (float, NCHW, 3 channels, [0, 1]), applies the network's own
-    normalisation, and checks that the network returns ``(B, num_classes)`` logits.
+    normalisation, and checks that the network returns ``(B, num_classes)`` logits. Like a
+    defense (:mod:`irad.defenses.base`), it takes images of any floating dtype, computes in its
+    network's dtype and returns logits in the input's dtype. A
+    classifier built by name (:func:`build_classifier`) has a checkpoint:
+    ``save_pretrained`` / ``from_pretrained`` (or ``irad.models.save_classifier`` /
+    ``load_classifier``, which also read third-party files).
 
     Args:
         net: the network, taking *normalised* images.
@@ -71,11 +95,121 @@ class Classifier(nn.Module):
             self.config.setdefault("mean", list(mean))
             self.config.setdefault("std", list(std) if std is not None else None)
 
+    checkpoint_kind = "classifier"
+    checkpoint_hint = "irad.models.load_classifier"
+
     def forward(self, x: Tensor) -> Tensor:
         check_images(x, "classifier input")
+        dtype = next((p.dtype for p in self.net.parameters() if p.is_floating_point()), x.dtype)
+        h = x if x.dtype == dtype else x.to(dtype)
         if self.normalize is not None:
-            x = self.normalize(x)
-        return check_logits(self.net(x), x.shape[0], self.num_classes)
+            h = self.normalize(h)
+        logits = check_logits(self.net(h), x.shape[0], self.num_classes)
+        return logits if h is x else logits.to(x.dtype)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def checkpoint_config(self) -> dict[str, Any]:
+        """``arch``, ``name``, ``num_classes``, ``mean``, ``std``, ``kwargs``: what rebuilds it."""
+        arch = self.config.get("arch")
+        if not isinstance(arch, str) or arch not in CLASSIFIERS:
+            raise ConfigError(
+                f"classifier {self.name!r} has no registered architecture in config['arch'] "
+                f"(got {arch!r}); register the network with @CLASSIFIERS.register(name) and "
+                "build it with build_classifier so that the checkpoint can be rebuilt"
+            )
+        config = {k: self.config.get(k) for k in CONFIG_KEYS}
+        config["kwargs"] = dict(config["kwargs"] or {})
+        return config
+
+    def checkpoint_module(self) -> nn.Module:
+        return self.net
+
+    @classmethod
+    def from_checkpoint_config(cls, config: dict[str, Any]) -> Classifier:
+        stats = (list, type(None))
+        return build_classifier(
+            config_field(config, "arch", str),
+            config_field(config, "num_classes", int),
+            mean=config_field(config, "mean", stats, items=float, default=None),
+            std=config_field(config, "std", stats, items=float, default=None),
+            **config_field(config, "kwargs", dict, default={}),
+        )
+
+    @classmethod
+    def legacy_checkpoint_config(
+        cls, flat: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Older classifier checkpoints keep their metadata beside the config entries."""
+        config = {k: flat[k] for k in CONFIG_KEYS if k in flat}
+        skip = (*CONFIG_KEYS, "format", "format_version")
+        return config, {k: v for k, v in flat.items() if k not in skip}
+
+
+def canonical_name(name: str) -> str:
+    """The registry's spelling of an architecture name (``"WRN_28_10"`` -> ``"wrn-28-10"``).
+
+    Raises :class:`irad.errors.ConfigError`, listing the known names, for an unknown one.
+    """
+    CLASSIFIERS.get(name)
+    return name.strip().lower().replace("_", "-")
+
+
+def build_classifier(
+    name: str,
+    num_classes: int = 10,
+    *,
+    mean: Sequence[float] | None = CIFAR10_MEAN,
+    std: Sequence[float] | None = CIFAR10_STD,
+    **kwargs: Any,
+) -> Classifier:
+    """Build a freshly initialised classifier by registry name.
+
+    Args:
+        name: one of ``CLASSIFIERS.names()``, e.g. ``"resnet20"`` or ``"wrn-28-10"``.
+        num_classes: number of logits.
+        mean, std: the input normalisation the network is trained with (default: the CIFAR-10
+            statistics; ``None`` for none).
+        **kwargs: architecture options of that factory (e.g. ``dropout`` for WideResNets).
+
+    Returns:
+        A :class:`Classifier` (training mode) whose ``config`` records ``arch``, ``name``,
+        ``num_classes``, ``mean``, ``std`` and ``kwargs``: everything needed to rebuild it.
+
+    Shape:
+        - Input: ``(B, 3, H, W)`` in [0, 1] (32x32 for the CIFAR architectures).
+        - Output: ``(B, num_classes)`` logits.
+
+    Example:
+        >>> clf = build_classifier("resnet20")
+        >>> clf(torch.rand(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    arch = canonical_name(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if (mean is None) != (std is None):
+        raise ConfigError("give both mean and std for the input normalisation, or neither")
+    if mean is not None and std is not None:
+        mean, std = _stats(mean, "mean"), _stats(std, "std")
+        if any(s <= 0 for s in std):
+            raise ConfigError(f"std must be positive, got {std}")
+    net = CLASSIFIERS.build(arch, num_classes=num_classes, **kwargs)
+    config = {
+        "arch": arch,
+        "name": arch,
+        "num_classes": num_classes,
+        "mean": mean,
+        "std": std,
+        "kwargs": dict(kwargs),
+    }
+    return Classifier(net, mean=mean, std=std, num_classes=num_classes, name=arch, config=config)
+
+
+def _stats(values: Sequence[float], what: str) -> list[float]:
+    out = [float(v) for v in values]
+    if len(out) != 3:
+        raise ConfigError(f"{what} needs one value per RGB channel (3), got {len(out)}: {out}")
+    return out
 
 
 def as_classifier(

@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from irad.checkpoint import ConfigFieldError, config_field
 from irad.errors import ConfigError
 
 
@@ -42,6 +43,20 @@ class EDSRConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, *, where: str = "encoder") -> EDSRConfig:
+        """The inverse of :meth:`to_dict`, naming the field (``where.name``) that is wrong."""
+        known = ("n_resblocks", "n_feats", "res_scale", "in_channels")
+        unknown = sorted(set(d) - set(known)) if isinstance(d, dict) else []
+        if unknown:
+            raise ConfigFieldError(f"{where}.{unknown[0]}", f"is not an EDSR size ({known})")
+        return cls(
+            n_resblocks=config_field(d, "n_resblocks", int, where=where),
+            n_feats=config_field(d, "n_feats", int, where=where),
+            res_scale=float(config_field(d, "res_scale", float, default=1.0, where=where)),
+            in_channels=config_field(d, "in_channels", int, default=3, where=where),
+        )
 
 
 def _conv3x3(cin: int, cout: int) -> nn.Conv2d:

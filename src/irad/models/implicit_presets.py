@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -29,15 +30,50 @@ from irad.registry import Registry
 
 
 @dataclass(frozen=True)
+class StageTraining:
+    """How one IRAD stage trains (Adam, no weight decay): settings a preset owns, as data.
+
+    Attributes:
+        epochs, batch_size, lr, betas, schedule: the optimiser and its schedule.
+        train_n: training images (stage 1) or pairs (stage 2) to use, ``None`` for all.
+
+    Example:
+        >>> StageTraining(epochs=2, batch_size=32, lr=2e-4).config_fields()["optimizer"]
+        'adam'
+    """
+
+    epochs: int
+    batch_size: int
+    lr: float
+    betas: tuple[float, float] = (0.0, 0.9)
+    schedule: str = "constant"
+    train_n: int | None = None
+
+    def config_fields(self) -> dict[str, Any]:
+        """The :class:`irad.train.TrainConfig` fields these settings fix."""
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "optimizer": "adam",
+            "weight_decay": 0.0,
+            "betas": tuple(self.betas),
+            "schedule": self.schedule,
+        }
+
+    def replace(self, **changes: Any) -> StageTraining:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class ImplicitPreset:
     """Sizes and training settings of the implicit representation and SampleNet.
 
     Architecture: ``encoder_blocks``, ``encoder_channels``, ``res_scale``, ``decoder_hidden``,
-    ``samplenet_hidden``. Stage 1 (``inr_*``), adversarial pairs (``pairs_*``) and stage 2
-    (``samplenet_*``) settings; ``inr_sample_q`` is the number of random query pixels per image
-    in stage 1 (``None``: every pixel); ``*_train_subset`` / ``samplenet_train_pairs`` limit the
-    training images (``None``: all); ``chunk_size`` is the number of query points per pass at
-    inference.
+    ``samplenet_hidden``. How stage 1 (``inr``) and stage 2 (``samplenet``) train
+    (:class:`StageTraining`), and the adversarial pairs (``pairs_*``); ``inr_sample_q`` is the
+    number of random query pixels per image in stage 1 (``None``: every pixel); ``chunk_size``
+    is the number of query points per pass at inference.
     """
 
     name: str
@@ -49,24 +85,15 @@ class ImplicitPreset:
     res_scale: float = 1.0
     skip: str = "none"
     # stage 1: implicit representation (Sec. 4.2, A.1)
-    inr_batch_size: int = 128
-    inr_lr: float = 1e-4
-    inr_schedule: str = "constant"
-    inr_betas: tuple[float, float] = (0.0, 0.9)
-    inr_epochs: int = 100
+    inr: StageTraining = StageTraining(epochs=100, batch_size=128, lr=1e-4)
     inr_sample_q: int | None = None
-    inr_train_subset: int | None = None
     # adversarial pairs (Sec. 6, A.1)
     pairs_n: int | None = None
     pairs_steps: int = 100
     pairs_eps: float = 8.0
     pairs_alpha: float = 2.0
     # stage 2: SampleNet (A.1)
-    samplenet_batch_size: int = 400
-    samplenet_lr: float = 2e-4
-    samplenet_betas: tuple[float, float] = (0.0, 0.9)
-    samplenet_epochs: int = 20
-    samplenet_train_pairs: int | None = None
+    samplenet: StageTraining = StageTraining(epochs=20, batch_size=400, lr=2e-4)
     # inference
     chunk_size: int = 8192
 
@@ -91,11 +118,7 @@ class ImplicitPreset:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k, v in d.items():
-            if isinstance(v, tuple):
-                d[k] = list(v)
-        return d
+        return json.loads(json.dumps(asdict(self)))  # tuples become lists, at every depth
 
     def summary(self) -> str:
         """One line for logs: sizes and the main training settings."""
@@ -103,12 +126,12 @@ class ImplicitPreset:
             f"preset {self.name}: EDSR {self.encoder_blocks} blocks x {self.encoder_channels} ch, "
             f"decoder MLP {list(self.decoder_hidden)} (skip: {self.skip}), "
             f"SampleNet MLP {list(self.samplenet_hidden)}; "
-            f"stage 1 Adam lr {self.inr_lr} betas {tuple(self.inr_betas)} batch "
-            f"{self.inr_batch_size} x {self.inr_epochs} epochs, query pixels "
-            f"{self.inr_sample_q or 'all'}; pairs PGD-{self.pairs_steps} on "
-            f"{self.pairs_n or 'all'} images; stage 2 Adam lr {self.samplenet_lr} batch "
-            f"{self.samplenet_batch_size} x {self.samplenet_epochs} epochs on "
-            f"{self.samplenet_train_pairs or 'all'} pairs"
+            f"stage 1 Adam lr {self.inr.lr} betas {tuple(self.inr.betas)} batch "
+            f"{self.inr.batch_size} x {self.inr.epochs} epochs ({self.inr.schedule}), query "
+            f"pixels {self.inr_sample_q or 'all'}; pairs PGD-{self.pairs_steps} on "
+            f"{self.pairs_n or 'all'} images; stage 2 Adam lr {self.samplenet.lr} batch "
+            f"{self.samplenet.batch_size} x {self.samplenet.epochs} epochs on "
+            f"{self.samplenet.train_n or 'all'} pairs"
         )
 
 
@@ -125,13 +148,11 @@ def paper_preset() -> ImplicitPreset:
         encoder_channels=64,
         decoder_hidden=(256, 256, 256, 256),
         samplenet_hidden=(256, 256, 256, 256),
-        inr_batch_size=128,
-        inr_epochs=100,
+        inr=StageTraining(epochs=100, batch_size=128, lr=1e-4),
         inr_sample_q=None,
         pairs_n=None,
         pairs_steps=100,
-        samplenet_batch_size=400,
-        samplenet_epochs=20,
+        samplenet=StageTraining(epochs=20, batch_size=400, lr=2e-4),
         chunk_size=8192,
     )
 
@@ -155,21 +176,15 @@ def cpu_preset() -> ImplicitPreset:
         # reconstructed adversarial image 33.5 dB against 32.9 for the input); with it, 160
         # steps reach 35.3 dB (docs/implicit.md).
         skip="bilinear",
-        inr_batch_size=128,
         # 780 steps instead of the paper's hundreds of epochs: a higher rate that decays to 0
         # gets much further in a short run than the paper's constant 1e-4.
-        inr_lr=5e-4,
-        inr_schedule="cosine",
-        inr_epochs=10,
+        inr=StageTraining(epochs=10, batch_size=128, lr=5e-4, schedule="cosine", train_n=10000),
         inr_sample_q=256,
-        inr_train_subset=10000,
         pairs_n=10000,
         pairs_steps=10,
         # 187 steps of 32: more, smaller steps than 31 of 64 for the same CPU time per pair;
         # 31 steps left IRAD's clean accuracy 12 points below the reconstruction's.
-        samplenet_batch_size=32,
-        samplenet_epochs=1,
-        samplenet_train_pairs=6000,
+        samplenet=StageTraining(epochs=1, batch_size=32, lr=2e-4, train_n=6000),
         chunk_size=8192,
     )
 

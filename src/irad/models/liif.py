@@ -15,19 +15,13 @@ and the four predictions are weighted by the area of the rectangle between the q
 
 Coordinates
 -----------
-Two conventions, converted by :func:`irad.resample.pixel_to_normalized` and
-:func:`irad.resample.normalized_to_pixel` (see :mod:`irad.resample.coordinates`):
-
-* **pixel** (the public API, shared with :mod:`irad.resample`): ``(row, col)`` in units of input
-  pixels, with the *centre* of pixel ``[i, j]`` at ``(i, j)``; the image covers
-  ``[-0.5, H - 0.5] × [-0.5, W - 0.5]``. A cell is the output pixel's size in input pixels
-  (1 for a same-size reconstruction, 0.5 for ×2 super-resolution).
-* **normalised** (LIIF's, used inside and by the official checkpoints): ``(row, col)`` in
-  [-1, 1] with pixel centres at ``(2 i + 1) / H - 1`` -- the ``align_corners=False`` convention
-  of ``F.grid_sample``, but in (row, col) order where ``grid_sample`` wants (x, y) = (col, row).
-  A cell is ``2 / H_out`` per axis; a shift of ``d`` pixels is ``2 d / H`` normalised.
-  Full grids are built with :func:`make_coord`, LIIF's own formula, so that the official models
-  see bit-identical coordinates (it can differ from ``pixel_to_normalized`` in the last bit).
+The public API takes **pixel** units (row, col), with the centre of pixel ``[i, j]`` at
+``(i, j)``, as :mod:`irad.resample` does; a cell is the output pixel's size in input pixels (1
+for a same-size reconstruction, 0.5 for ×2 super-resolution). Inside, LIIF works in
+**normalised** units ([-1, 1], pixel centres at ``(2 i + 1) / H - 1``). Every conversion and
+grid is a function of :mod:`irad.resample.coordinates` (:func:`make_coord`,
+:func:`liif_normalize`, :func:`length_to_normalized`, :func:`normalized_cell`), which uses
+LIIF's own formulas where the official models need bit-identical coordinates.
 
 Border rule (LIIF's, kept so that its checkpoints behave the same): the four neighbour look-ups
 are clamped into the image and the relative coordinate is not, so a query outside the image
@@ -53,9 +47,15 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from irad.checkpoint import config_field
 from irad.errors import ConfigError, InputError
 from irad.models.edsr import EDSR, EDSRConfig
-from irad.resample.coordinates import make_grid, normalized_to_pixel
+from irad.resample.coordinates import (
+    length_to_normalized,
+    liif_normalize,
+    make_coord,
+    normalized_cell,
+)
 
 # LIIF nudges the four neighbour look-ups off the exact pixel boundaries by this much so that a
 # query at a pixel centre picks the pixel itself and its lower/right neighbours deterministically.
@@ -66,55 +66,6 @@ _AREA_EPS = 1e-9
 DEFAULT_CHUNK_SIZE = 8192
 #: Global skips of the decoder (:class:`ImplicitConfig`).
 SKIPS = ("none", "bilinear")
-
-
-# --------------------------------------------------------------------------------------------
-# coordinates
-# --------------------------------------------------------------------------------------------
-
-
-def make_coord(
-    size: Sequence[int],
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Normalised (row, col) coordinates of the pixel centres of an ``H × W`` grid.
-
-    Computed exactly as LIIF's ``make_coord`` (``-1 + r + 2 r k`` with ``r = 1 / n``) so that
-    the official models see bit-identical inputs.
-
-    Shape:
-        - Output: ``(H, W, 2)``.
-
-    Example:
-        >>> make_coord((2, 4))[0, :, 1]
-        tensor([-0.7500, -0.2500,  0.2500,  0.7500])
-    """
-    seqs = []
-    for n in size:
-        r = 1.0 / n
-        seqs.append(-1 + r + (2 * r) * torch.arange(n, device=device, dtype=dtype))
-    rows, cols = torch.meshgrid(seqs[0], seqs[1], indexing="ij")
-    return torch.stack([rows, cols], dim=-1)
-
-
-def liif_normalize(coords: Tensor, size: Sequence[int]) -> Tensor:
-    """Pixel-unit (row, col) -> normalised, computed exactly as :func:`make_coord` does.
-
-    Mathematically :func:`irad.resample.pixel_to_normalized`; the operations are ordered like
-    LIIF's ``make_coord`` so that integer pixel coordinates give bit-identical values to the
-    rendering grid (LIIF's output is very sensitive to the last bit on the bottom/right border,
-    see the border rule above).
-
-    Shape:
-        - coords: ``(..., 2)``; output: same.
-    """
-    axes = []
-    for k in range(2):
-        r = 1.0 / float(size[k])
-        axes.append((-1 + r) + (2 * r) * coords[..., k])
-    return torch.stack(axes, dim=-1)
 
 
 def bilinear_at(image: Tensor, coord: Tensor) -> Tensor:
@@ -129,40 +80,6 @@ def bilinear_at(image: Tensor, coord: Tensor) -> Tensor:
     grid = coord.flip(-1).unsqueeze(2)  # (B, Q, 1, 2) in grid_sample's (x, y) order
     out = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.squeeze(-1).transpose(1, 2)
-
-
-def _size_tensor(size: Sequence[int], like: Tensor) -> Tensor:
-    return torch.tensor([float(size[0]), float(size[1])], device=like.device, dtype=like.dtype)
-
-
-def resize_grid(
-    out_size: Sequence[int],
-    in_size: Sequence[int],
-    *,
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> tuple[Tensor, Tensor]:
-    """Centres of an ``out_size`` grid covering the same extent as an ``in_size`` image.
-
-    Returns ``(coords, cell)`` in the *input's* pixel units: the coordinates ``(H', W', 2)`` and
-    the cell ``(2,)`` = ``(H / H', W / W')``. Used for super-resolution and rendering at another
-    size; for ``out_size == in_size`` the coordinates equal
-    :func:`irad.resample.make_grid`.
-    """
-    if tuple(out_size) == tuple(in_size):
-        coords = make_grid(int(in_size[0]), int(in_size[1]), device=device, dtype=dtype)
-    else:
-        norm = make_coord(out_size, device=device, dtype=dtype)
-        coords = normalized_to_pixel(norm, in_size)
-    cell = torch.tensor(
-        [in_size[0] / out_size[0], in_size[1] / out_size[1]], device=device, dtype=dtype
-    )
-    return coords, cell
-
-
-def cell_to_normalized(cell: Tensor, size: Sequence[int]) -> Tensor:
-    """A cell in input pixels -> LIIF's normalised cell (``2 / H_out`` for a same-size grid)."""
-    return cell * 2 / _size_tensor(size, cell)
 
 
 def _check_queries(coords: Tensor, batch: int, name: str) -> Tensor:
@@ -342,7 +259,8 @@ def _local_ensemble_chunk(
     field_: FeatureField, coord: Tensor, cell: Tensor, mlp: nn.Module
 ) -> Tensor:
     h, w = field_.size
-    scale = _size_tensor((h, w), coord)
+    # LIIF measures offsets from the neighbours' centres in units of half a feature pixel.
+    scale = torch.tensor([float(h), float(w)], device=coord.device, dtype=coord.dtype)
     with torch.no_grad():
         # The four neighbours: look half a pixel up/down and left/right of the query (LIIF's
         # vx, vy in {-1, 1} with radius 1/h in normalised units), then take the nearest pixel.
@@ -421,15 +339,15 @@ class ImplicitConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ImplicitConfig:
-        try:
-            return cls(
-                encoder=EDSRConfig(**d["encoder"]),
-                decoder_hidden=tuple(d["decoder_hidden"]),
-                skip=str(d.get("skip", "none")),
-            )
-        except (KeyError, TypeError) as err:
-            raise ConfigError(f"invalid implicit-representation config {d!r}: {err}") from err
+    def from_dict(cls, d: Any, *, where: str = "representation") -> ImplicitConfig:
+        """The inverse of :meth:`to_dict`, naming the field (``where.name``) that is wrong."""
+        return cls(
+            encoder=EDSRConfig.from_dict(
+                config_field(d, "encoder", dict, where=where), where=f"{where}.encoder"
+            ),
+            decoder_hidden=tuple(config_field(d, "decoder_hidden", list, items=int, where=where)),
+            skip=config_field(d, "skip", str, default="none", where=where),
+        )
 
 
 class ImplicitRepresentation(nn.Module):
@@ -535,7 +453,7 @@ class ImplicitRepresentation(nn.Module):
         out = self.query_normalized(
             field_,
             liif_normalize(coords, size),
-            cell_to_normalized(cells, size),
+            length_to_normalized(cells, size),
             chunk_size=chunk_size,
         )
         out = out * 0.5 + 0.5
@@ -559,9 +477,7 @@ class ImplicitRepresentation(nn.Module):
         in_size = field_.size
         out_size = tuple(size) if size is not None else in_size
         coord = make_coord(out_size, device=field_.feat.device, dtype=field_.feat.dtype)
-        cell = torch.tensor(
-            [2.0 / out_size[0], 2.0 / out_size[1]], device=coord.device, dtype=coord.dtype
-        )
+        cell = normalized_cell(out_size, device=coord.device, dtype=coord.dtype)
         coord = coord.view(1, -1, 2).expand(b, -1, -1)
         out = self.query_normalized(field_, coord, cell.expand_as(coord), chunk_size=chunk_size)
         out = out * 0.5 + 0.5
@@ -590,9 +506,5 @@ __all__ = [
     "ImplicitConfig",
     "ImplicitRepresentation",
     "bilinear_at",
-    "cell_to_normalized",
-    "liif_normalize",
     "local_ensemble",
-    "make_coord",
-    "resize_grid",
 ]

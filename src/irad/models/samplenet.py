@@ -3,7 +3,7 @@
 ``U = G + SAMPLENET(F, G)``: an MLP reads, for each output pixel, the same inputs as the
 decoder φ (3×3-unfolded encoder feature, relative coordinate and cell, over the four nearest
 feature pixels blended with LIIF's area weights) and predicts a 2-D shift. The image is then the
-implicit representation queried at ``U`` (see :class:`irad.defenses.implicit.IRAD`).
+implicit representation queried at ``U`` (see :class:`irad.defenses.irad.IRAD`).
 
 Units of the shift (``shift_units``):
 
@@ -25,6 +25,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from irad.checkpoint import ConfigFieldError, config_field
 from irad.errors import ConfigError
 from irad.models.edsr import EDSR, EDSRConfig
 from irad.models.liif import DEFAULT_CHUNK_SIZE, MLP, FeatureField, local_ensemble
@@ -87,11 +88,26 @@ class SampleNetConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SampleNetConfig:
-        try:
-            return cls(**{**d, "hidden": tuple(d["hidden"])})
-        except (KeyError, TypeError) as err:
-            raise ConfigError(f"invalid SampleNet config {d!r}: {err}") from err
+    def from_dict(cls, d: Any, *, where: str = "samplenet") -> SampleNetConfig:
+        """The inverse of :meth:`to_dict`, naming the field (``where.name``) that is wrong."""
+        defaults = cls()
+        known = ("hidden", "shared_encoder", "shift_units", "encoder_input", "render")
+        unknown = sorted(set(d) - set(known)) if isinstance(d, dict) else []
+        if unknown:
+            raise ConfigFieldError(f"{where}.{unknown[0]}", f"is not a SampleNet setting {known}")
+        return cls(
+            hidden=tuple(config_field(d, "hidden", list, items=int, where=where)),
+            shared_encoder=config_field(
+                d, "shared_encoder", bool, default=defaults.shared_encoder, where=where
+            ),
+            shift_units=config_field(
+                d, "shift_units", str, default=defaults.shift_units, where=where
+            ),
+            encoder_input=config_field(
+                d, "encoder_input", str, default=defaults.encoder_input, where=where
+            ),
+            render=config_field(d, "render", str, default=defaults.render, where=where),
+        )
 
     @classmethod
     def official(cls, hidden: Sequence[int] = (256, 256, 256, 256)) -> SampleNetConfig:
@@ -117,7 +133,8 @@ class SampleNet(nn.Module):
           configured units.
 
     Example:
-        >>> from irad.models.liif import FeatureField, make_coord
+        >>> from irad.models.liif import FeatureField
+        >>> from irad.resample.coordinates import make_coord
         >>> net = SampleNet(8, SampleNetConfig(hidden=(16, 16)))
         >>> g = make_coord((4, 4)).view(1, -1, 2)
         >>> net(FeatureField(torch.rand(1, 8, 4, 4)), g, torch.full_like(g, 0.5)).abs().max()

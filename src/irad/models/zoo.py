@@ -1,63 +1,47 @@
-"""Classifiers by name: the registry, and building, saving, loading and fingerprinting them.
+"""Classifiers by name: the architectures irad ships, saving, loading and fingerprinting them.
 
 An irad classifier checkpoint is ``prefix.safetensors`` (the network's state dict) plus
-``prefix.json`` (``arch``, ``num_classes``, ``mean``, ``std``, ``kwargs`` and any metadata the
-writer added), so one call rebuilds it without the code that trained it::
+``prefix.json`` (``arch``, ``num_classes``, ``mean``, ``std``, ``kwargs`` and the metadata the
+writer added; :class:`irad.checkpoint.Pretrained`), so one call rebuilds it without the code
+that trained it::
 
     clf = build_classifier("resnet20")
     save_classifier(clf, "runs/r20/model")
     same = load_classifier("runs/r20/model")
 
 Third-party checkpoints in the akamaster format (``resnet56-4bfd9763.th``: a pickled dict with a
-``state_dict`` whose keys carry DataParallel's ``module.`` prefix) load too, with
-``torch.load(weights_only=True)`` so that nothing but tensors is unpickled.
+``state_dict`` whose keys carry DataParallel's ``module.`` prefix) load too, through
+:func:`irad.checkpoint.read_torch_file` (``weights_only=True``: nothing but tensors is
+unpickled).
 """
 
 from __future__ import annotations
 
-import hashlib
-import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from irad.checkpoint import load_into, read_torch_file, resolve, tensors_sha256
 from irad.errors import CheckpointError, ConfigError, InputError
 from irad.models.classifier import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
+    CLASSIFIERS,
+    CONFIG_KEYS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     Classifier,
+    build_classifier,
+    canonical_name,
 )
 from irad.models.resnet import ResNet
 from irad.models.resnet_cifar import CifarResNet
 from irad.models.vgg import VGG
 from irad.models.wideresnet import WideResNet
-from irad.registry import Registry
-from irad.utils.checkpoint import (
-    bundled_checkpoint,
-    checkpoint_paths,
-    load_into,
-    load_state,
-    save_state,
-)
-
-#: Network factories by name. Each takes ``num_classes`` (and optional architecture keywords)
-#: and returns the bare network, which expects *normalised* input; :func:`build_classifier`
-#: wraps it with its normalisation. Register your own with ``@CLASSIFIERS.register("name")``.
-CLASSIFIERS: Registry[nn.Module] = Registry("classifier")
 
 #: The two files of an irad checkpoint; any other existing file is read as a PyTorch file.
 IRAD_SUFFIXES = (".safetensors", ".json")
-#: Suffixes that mark a path as a PyTorch file even when it does not exist (for the message).
-TORCH_SUFFIXES = (".th", ".pt", ".pth", ".tar", ".bin", ".ckpt")
-
-# Keys JSON metadata may not override: they define the network.
-_CORE_KEYS = ("arch", "name", "num_classes", "mean", "std", "kwargs")
 
 
 @CLASSIFIERS.register("resnet20")
@@ -114,73 +98,6 @@ def vgg16_bn(num_classes: int = 10) -> nn.Module:
     return VGG(num_classes=num_classes)
 
 
-def canonical_name(name: str) -> str:
-    """The registry's spelling of an architecture name (``"WRN_28_10"`` -> ``"wrn-28-10"``).
-
-    Raises :class:`irad.errors.ConfigError`, listing the known names, for an unknown one.
-    """
-    CLASSIFIERS.get(name)
-    return name.strip().lower().replace("_", "-")
-
-
-def build_classifier(
-    name: str,
-    num_classes: int = 10,
-    *,
-    mean: Sequence[float] | None = CIFAR10_MEAN,
-    std: Sequence[float] | None = CIFAR10_STD,
-    **kwargs: Any,
-) -> Classifier:
-    """Build a freshly initialised classifier by registry name.
-
-    Args:
-        name: one of ``CLASSIFIERS.names()``, e.g. ``"resnet20"`` or ``"wrn-28-10"``.
-        num_classes: number of logits.
-        mean, std: the input normalisation the network is trained with (default: the CIFAR-10
-            statistics; ``None`` for none).
-        **kwargs: architecture options of that factory (e.g. ``dropout`` for WideResNets).
-
-    Returns:
-        A :class:`Classifier` (training mode) whose ``config`` records ``arch``, ``name``,
-        ``num_classes``, ``mean``, ``std`` and ``kwargs``: everything needed to rebuild it.
-
-    Shape:
-        - Input: ``(B, 3, H, W)`` in [0, 1] (32x32 for the CIFAR architectures).
-        - Output: ``(B, num_classes)`` logits.
-
-    Example:
-        >>> clf = build_classifier("resnet20")
-        >>> clf(torch.rand(2, 3, 32, 32)).shape
-        torch.Size([2, 10])
-    """
-    arch = canonical_name(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if (mean is None) != (std is None):
-        raise ConfigError("give both mean and std for the input normalisation, or neither")
-    if mean is not None and std is not None:
-        mean, std = _stats(mean, "mean"), _stats(std, "std")
-        if any(s <= 0 for s in std):
-            raise ConfigError(f"std must be positive, got {std}")
-    net = CLASSIFIERS.build(arch, num_classes=num_classes, **kwargs)
-    config = {
-        "arch": arch,
-        "name": arch,
-        "num_classes": num_classes,
-        "mean": mean,
-        "std": std,
-        "kwargs": dict(kwargs),
-    }
-    return Classifier(net, mean=mean, std=std, num_classes=num_classes, name=arch, config=config)
-
-
-def _stats(values: Sequence[float], what: str) -> list[float]:
-    out = [float(v) for v in values]
-    if len(out) != 3:
-        raise ConfigError(f"{what} needs one value per RGB channel (3), got {len(out)}: {out}")
-    return out
-
-
 def save_classifier(
     classifier: Classifier,
     prefix: str | Path,
@@ -193,7 +110,8 @@ def save_classifier(
         classifier: a classifier from :func:`build_classifier` or :func:`load_classifier`
             (its ``config["arch"]`` must name a registered architecture).
         prefix: path without suffix (a ``.safetensors``/``.json`` suffix is accepted too).
-        metadata: extra JSON-ready entries for the config (e.g. accuracy, epochs, seed).
+        metadata: JSON-ready facts stored under the checkpoint's ``metadata`` (e.g. accuracy,
+            epochs, seed); after loading, ``classifier.checkpoint_metadata``.
 
     Returns:
         The path of the ``.safetensors`` file.
@@ -208,21 +126,12 @@ def save_classifier(
             f"save_classifier needs an irad Classifier, got {type(classifier).__name__} "
             "(build it with irad.models.build_classifier)"
         )
-    arch = classifier.config.get("arch")
-    if not isinstance(arch, str) or arch not in CLASSIFIERS:
-        raise ConfigError(
-            f"classifier {classifier.name!r} has no registered architecture in config['arch'] "
-            f"(got {arch!r}); register the network with @CLASSIFIERS.register(name) and build "
-            "it with build_classifier so that the checkpoint can be rebuilt"
-        )
-    config: dict[str, Any] = {"format": "irad-classifier", "format_version": 1}
-    for key, value in (metadata or {}).items():
-        if key in _CORE_KEYS:
-            raise ConfigError(f"metadata may not override the classifier's {key!r}")
-        config[key] = value
-    config.update({k: classifier.config.get(k) for k in _CORE_KEYS})
-    config["kwargs"] = dict(config["kwargs"] or {})
-    return save_state(prefix, classifier.net.state_dict(), config)
+    for key in metadata or {}:
+        if key in CONFIG_KEYS:
+            raise ConfigError(
+                f"metadata may not hold the classifier's {key!r}: it is part of the config"
+            )
+    return classifier.save(prefix, metadata=metadata)
 
 
 def load_classifier(
@@ -261,41 +170,20 @@ def load_classifier(
         >>> clf.config["arch"]  # doctest: +SKIP
         'resnet56'
     """
-    path = _resolve(spec)
+    try:
+        path = resolve(spec, "classifier", torch_files=True)
+    except CheckpointError:
+        if isinstance(spec, str) and spec in CLASSIFIERS:
+            raise CheckpointError(
+                f"checkpoint not found: {spec} ({spec!r} is an architecture name: pass a weights "
+                "file, or build an untrained model with irad.models.build_classifier)"
+            ) from None
+        raise
     if path.is_file() and path.suffix not in IRAD_SUFFIXES:
         clf = _load_torch_file(path, arch, num_classes, mean, std)
     else:
         clf = _load_irad(path, arch, num_classes, mean, std)
     return clf.eval()
-
-
-def _resolve(spec: str | Path) -> Path:
-    """Find the file a spec names, or raise a CheckpointError that says what was tried."""
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        inside = path / "model.safetensors"
-        if inside.is_file():
-            return path / "model"
-        raise CheckpointError(
-            f"{path} is a folder without model.safetensors; pass the checkpoint file itself"
-        )
-    if path.is_file():
-        return path
-    weights, _ = checkpoint_paths(path)
-    if path.suffix not in TORCH_SUFFIXES and weights.is_file():
-        return path
-    bundled = bundled_checkpoint("classifier", str(spec))
-    if bundled is not None:
-        return bundled
-    hint = ""
-    if str(spec) in CLASSIFIERS:
-        hint = (
-            f" ({str(spec)!r} is an architecture name: pass a weights file, or build an untrained"
-            " model with irad.models.build_classifier)"
-        )
-    elif path.suffix not in TORCH_SUFFIXES:
-        hint = f" (looked for {path}, {weights} and a bundled classifier of that name)"
-    raise CheckpointError(f"checkpoint not found: {spec}{hint}")
 
 
 def _load_irad(
@@ -305,35 +193,27 @@ def _load_irad(
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
 ) -> Classifier:
-    tensors, config = load_state(path)
-    weights, cfg_path = checkpoint_paths(path)
+    ckpt = Classifier.read_checkpoint(path)
+    config = dict(ckpt.config)
     saved_arch = config.get("arch")
-    if not isinstance(saved_arch, str):
-        raise CheckpointError(
-            f"{cfg_path} has no 'arch' entry, so it is not an irad classifier checkpoint "
-            "(those are written by irad.models.save_classifier)"
-        )
-    saved_arch = canonical_name(saved_arch)
-    if arch is not None and canonical_name(arch) != saved_arch:
-        raise CheckpointError(
-            f"{weights} holds a {saved_arch}, not a {canonical_name(arch)} "
-            f"(drop the architecture argument, or pass the {arch} checkpoint)"
-        )
+    if isinstance(saved_arch, str) and saved_arch in CLASSIFIERS:
+        saved_arch = canonical_name(saved_arch)
+        if arch is not None and canonical_name(arch) != saved_arch:
+            raise CheckpointError(
+                f"{ckpt.weights_path} holds a {saved_arch}, not a {canonical_name(arch)} "
+                f"(drop the architecture argument, or pass the {arch} checkpoint)"
+            )
     saved_classes = config.get("num_classes")
-    if not isinstance(saved_classes, int):
-        raise CheckpointError(f"{cfg_path} has no integer 'num_classes' entry")
-    _check_classes(saved_classes, num_classes, weights)
-    kwargs = config.get("kwargs") or {}
-    if not isinstance(kwargs, dict):
-        raise CheckpointError(f"{cfg_path}: 'kwargs' must be a JSON object, got {kwargs!r}")
-    clf = build_classifier(
-        saved_arch,
-        saved_classes,
-        mean=mean if mean is not None else config.get("mean"),
-        std=std if std is not None else config.get("std"),
-        **kwargs,
-    )
-    load_into(clf.net, tensors, str(weights))
+    if isinstance(saved_classes, int) and not isinstance(saved_classes, bool):
+        _check_classes(saved_classes, num_classes, ckpt.weights_path)
+    if mean is not None:
+        config["mean"] = list(mean)
+    if std is not None:
+        config["std"] = list(std)
+    ckpt.config = config
+    clf = ckpt.build(Classifier)
+    ckpt.load_into(clf.net)
+    clf.checkpoint_metadata = ckpt.metadata
     return clf
 
 
@@ -353,10 +233,11 @@ def _load_torch_file(
                 f"Known: {', '.join(CLASSIFIERS.names())}"
             )
     arch = canonical_name(arch)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types here (pickle, zip, EOF, key, runtime)
-        raise CheckpointError(_torch_load_problem(path, err)) from None
+    obj = read_torch_file(
+        path,
+        "classifier weights",
+        resave="torch.save(obj['state_dict'], 'clean.th') with the code that wrote it",
+    )
     state = _state_dict_of(obj, path)
     mean = IMAGENET_MEAN if mean is None else mean
     std = IMAGENET_STD if std is None else std
@@ -382,28 +263,6 @@ def _load_torch_file(
             raise CheckpointError(f"{err}; its file name suggests {named}, not {arch}") from None
         raise
     return clf
-
-
-def _torch_load_problem(path: Path, err: Exception) -> str:
-    """Turn torch.load's long, generic complaint into what went wrong and what to do."""
-    text = str(err)
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-    if found:
-        return (
-            f"{path} holds Python objects besides tensors ({found.group(1)}), which irad never "
-            "unpickles (torch.load with weights_only=True). If you trust the file, load it "
-            "yourself and save just its state dict: torch.save(obj['state_dict'], 'clean.th')"
-        )
-    if isinstance(err, pickle.UnpicklingError):
-        detail = "its pickle stream is invalid"
-    else:
-        lines = text.strip().splitlines()
-        detail = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return (
-        f"{path} is not a readable PyTorch checkpoint ({detail}); is it truncated or another "
-        "kind of file? irad reads its own .safetensors + .json checkpoints and tensor-only "
-        "PyTorch files such as akamaster's .th"
-    )
 
 
 def _state_dict_of(obj: object, path: Path) -> dict[str, Tensor]:
@@ -466,9 +325,4 @@ def model_fingerprint(module: nn.Module) -> str:
         >>> model_fingerprint(net) == model_fingerprint(copy.deepcopy(net))
         True
     """
-    h = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
+    return tensors_sha256(module.state_dict())

@@ -32,35 +32,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from irad.checks import check_images
+from irad.checks import check_choice, check_images
 from irad.errors import InputError
+from irad.registry import Registry
 
-#: Names accepted by :func:`reconstruct` (and their short aliases, as in the paper's tables).
-RECONSTRUCTIONS: tuple[str, ...] = ("bilinear", "nearest")
 #: Border rules accepted by every reconstruction.
 PADDING_MODES: tuple[str, ...] = ("border", "zeros", "reflection")
-
-_ALIASES = {"bil": "bilinear", "linear": "bilinear", "nea": "nearest", "near": "nearest"}
-
-
-def canonical_reconstruction(name: str) -> str:
-    """Map a reconstruction name or alias (``bil``, ``nea``) to ``bilinear`` or ``nearest``."""
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in RECONSTRUCTIONS:
-        raise InputError(
-            f"unknown reconstruction {name!r}; use one of {', '.join(RECONSTRUCTIONS)}"
-            " (or the aliases bil, nea)"
-        )
-    return key
-
-
-def _check_padding_mode(padding_mode: str) -> str:
-    if padding_mode not in PADDING_MODES:
-        raise InputError(
-            f"unknown padding_mode {padding_mode!r}; use one of {', '.join(PADDING_MODES)}"
-        )
-    return padding_mode
 
 
 def _prepare(image: Tensor, coords: Tensor) -> tuple[Tensor, Tensor]:
@@ -134,7 +111,7 @@ def nearest_reconstruct(image: Tensor, coords: Tensor, *, padding_mode: str = "b
         >>> nearest_reconstruct(img, torch.tensor([[[0.6, 0.4]]]))
         tensor([[[[2.]]]])
     """
-    _check_padding_mode(padding_mode)
+    check_choice(padding_mode, "padding_mode", PADDING_MODES)
     image, coords = _prepare(image, coords)
     h, w = image.shape[-2:]
     u, v = coords[..., 0], coords[..., 1]
@@ -175,7 +152,7 @@ def bilinear_reconstruct(image: Tensor, coords: Tensor, *, padding_mode: str = "
         >>> bilinear_reconstruct(img, torch.tensor([[[0.0, 0.5]]]))
         tensor([[[[0.5000]]]])
     """
-    _check_padding_mode(padding_mode)
+    check_choice(padding_mode, "padding_mode", PADDING_MODES)
     image, coords = _prepare(image, coords)
     b, c = image.shape[:2]
     h, w = image.shape[-2:]
@@ -205,6 +182,17 @@ def bilinear_reconstruct(image: Tensor, coords: Tensor, *, padding_mode: str = "
     return out.view(b, c, *coords.shape[1:3])
 
 
+#: The reconstructions by name, with the short aliases of the paper's tables.
+RECONSTRUCTIONS: Registry[Tensor] = Registry("reconstruction")
+RECONSTRUCTIONS.register("bilinear", "bil", "linear")(bilinear_reconstruct)
+RECONSTRUCTIONS.register("nearest", "nea", "near")(nearest_reconstruct)
+
+
+def canonical_reconstruction(name: str) -> str:
+    """Map a reconstruction name or alias (``bil``, ``nea``) to ``bilinear`` or ``nearest``."""
+    return RECONSTRUCTIONS.canonical(name)
+
+
 def reconstruct(
     image: Tensor, coords: Tensor, method: str = "bilinear", *, padding_mode: str = "border"
 ) -> Tensor:
@@ -223,6 +211,4 @@ def reconstruct(
         >>> reconstruct(img, torch.zeros(2, 4, 4, 2), "nea").shape
         torch.Size([2, 3, 4, 4])
     """
-    method = canonical_reconstruction(method)
-    fn = bilinear_reconstruct if method == "bilinear" else nearest_reconstruct
-    return fn(image, coords, padding_mode=padding_mode)
+    return RECONSTRUCTIONS.get(method)(image, coords, padding_mode=padding_mode)

@@ -7,14 +7,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from irad.checks import check_images
+from irad.checks import check_choice, check_images
 from irad.errors import InputError
 from irad.resample.coordinates import make_grid
-from irad.resample.reconstruction import (
-    _check_padding_mode,
-    canonical_reconstruction,
-    reconstruct,
-)
+from irad.resample.reconstruction import PADDING_MODES, canonical_reconstruction, reconstruct
 from irad.resample.samplers import Sampler, SpatiallyInvariantSampler
 
 
@@ -85,7 +81,7 @@ class Resampler(nn.Module):
     ) -> None:
         super().__init__()
         self.reconstruction = canonical_reconstruction(reconstruction)
-        self.padding_mode = _check_padding_mode(padding_mode)
+        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         if sampler is None:
             sampler = SpatiallyInvariantSampler(0.0)
         if not isinstance(sampler, Sampler):

@@ -24,13 +24,14 @@ not (``docs/defenses.md``). Pass ``0.75`` to get the half-pixel reading.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from irad.checks import check_float, check_seed
 from irad.errors import InputError
+from irad.registry import Registry
 
 
 def make_generator(
@@ -47,20 +48,7 @@ def make_generator(
         return generator
     if seed is None:
         return None
-    return torch.Generator().manual_seed(check_seed(seed))
-
-
-def check_seed(seed: object) -> int:
-    """Accept an int-like seed (``7``, ``"7"``), reject anything else with a clear error."""
-    try:
-        value = int(str(seed)) if isinstance(seed, str) else int(seed)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"seed must be an integer, got {seed!r}") from None
-    if isinstance(seed, float) and not float(seed).is_integer():
-        raise InputError(f"seed must be an integer, got {seed!r}")
-    if value < 0:
-        raise InputError(f"seed must be >= 0, got {value}")
-    return value
+    return torch.Generator().manual_seed(check_seed(seed, text=True))
 
 
 def uniform(
@@ -123,16 +111,6 @@ def spatially_variant_shifts(
     return draws * float(gamma)
 
 
-def _check_finite(value: object, name: str) -> float:
-    try:
-        out = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise InputError(f"{name} must be finite, got {value!r}")
-    return out
-
-
 class Sampler(nn.Module):
     """Base class: ``forward(batch, height, width, dtype=, device=) -> shifts (B, H, W, 2)``.
 
@@ -178,7 +156,7 @@ class SpatiallyInvariantSampler(Sampler):
 
     def __init__(self, d: float = 1.5) -> None:
         super().__init__()
-        self.d = _check_finite(d, "d (the spatially invariant shift)")
+        self.d = check_float(d, "d (the spatially invariant shift)", text=True)
 
     def forward(
         self,
@@ -222,16 +200,14 @@ class SpatiallyVariantSampler(Sampler):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        self.gamma = _check_finite(gamma, "gamma (the spatially variant shift range)")
-        if self.gamma < 0:
-            raise InputError(f"gamma must be >= 0 (shifts are drawn from U(0, gamma)), got {gamma}")
-        self.seed = None if seed is None else check_seed(seed)
+        self.gamma = check_float(gamma, "gamma (shifts are drawn from U(0, gamma))", 0, text=True)
+        self.seed = check_seed(seed, optional=True, text=True)
         self.generator = make_generator(self.seed, generator)
         self.stochastic = self.gamma > 0
 
     def manual_seed(self, seed: int) -> SpatiallyVariantSampler:
         """Restart the sampler's own generator from ``seed`` (returns ``self``)."""
-        self.seed = check_seed(seed)
+        self.seed = check_seed(seed, text=True)
         self.generator = make_generator(self.seed)
         return self
 
@@ -252,26 +228,15 @@ class SpatiallyVariantSampler(Sampler):
         return {"name": "sv", "gamma": self.gamma, "seed": self.seed}
 
 
-#: Sampler names accepted by :func:`build_sampler` (and the full names as aliases).
-SAMPLERS: tuple[str, ...] = ("si", "sv")
-_SAMPLER_ALIASES = {
-    "spatially-invariant": "si",
-    "invariant": "si",
-    "spatially-variant": "sv",
-    "variant": "sv",
-}
+#: Samplers by name: ``si`` (Eq. 7) and ``sv`` (Eq. 8), with their full names as aliases.
+SAMPLERS: Registry[Sampler] = Registry("sampler")
+SAMPLERS.register("si", "spatially-invariant", "invariant")(SpatiallyInvariantSampler)
+SAMPLERS.register("sv", "spatially-variant", "variant")(SpatiallyVariantSampler)
 
 
 def canonical_sampler(name: str) -> str:
     """Map a sampler name or alias to ``"si"`` or ``"sv"``."""
-    key = str(name).strip().lower().replace("_", "-")
-    key = _SAMPLER_ALIASES.get(key, key)
-    if key not in SAMPLERS:
-        raise InputError(
-            f"unknown sampler {name!r}; use 'si' (spatially invariant, Eq. 7) or "
-            "'sv' (spatially variant, Eq. 8)"
-        )
-    return key
+    return SAMPLERS.canonical(name)
 
 
 def build_sampler(

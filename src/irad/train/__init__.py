@@ -12,7 +12,7 @@ Example:
     >>> Trainer(objective, config).fit(resume=True)  # after an interruption  # doctest: +SKIP
 """
 
-from irad.train.classifier import ClassifierObjective, evaluate_classifier
+from irad.train.classifier import ClassifierObjective, evaluate_classifier, write_evaluation
 from irad.train.config import (
     OPTIMIZERS,
     RESUMABLE_CHANGES,
@@ -23,7 +23,7 @@ from irad.train.config import (
 )
 from irad.train.distributed import DistributedContext, setup_distributed, shard_batch
 from irad.train.inr import ImplicitRepresentationObjective
-from irad.train.pairs import PairConfig, PairDataset, generate_pairs
+from irad.train.pairs import PairConfig, PairDataset, generate_pairs, prepare_pairs
 from irad.train.samplenet import SampleNetObjective
 from irad.train.tasks import TASKS, build_task
 from irad.train.trainer import Objective, Trainer, TrainingTerminated, epoch_generator
@@ -49,6 +49,8 @@ __all__ = [
     "epoch_generator",
     "evaluate_classifier",
     "generate_pairs",
+    "prepare_pairs",
     "setup_distributed",
     "shard_batch",
+    "write_evaluation",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irad.checks import check_batch_size, check_float
 from irad.data import RandomCropFlip, iterate_batches, num_batches
 from irad.errors import InputError
 from irad.models import Classifier, save_classifier
+from irad.utils.io import atomic_write_json
 
 
 class ClassifierObjective:
@@ -63,10 +66,8 @@ class ClassifierObjective:
     ) -> None:
         if not isinstance(classifier, nn.Module):
             raise InputError(f"classifier must be an nn.Module, got {type(classifier).__name__}")
-        if not 0.0 <= label_smoothing < 1.0:
-            raise InputError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_float(label_smoothing, "label_smoothing", 0, 1, high_open=True)
+        check_batch_size(batch_size)
         if len(train_set) < batch_size:
             raise InputError(
                 f"the training set has {len(train_set)} images, fewer than one batch of "
@@ -169,13 +170,13 @@ class ClassifierObjective:
         return save_classifier(self.classifier, prefix, metadata={"training": training})
 
 
-@torch.no_grad()
 def evaluate_classifier(
     classifier: nn.Module, dataset: Any, batch_size: int = 500, *, channels_last: bool = False
 ) -> tuple[float, float]:
     """``(accuracy, mean cross-entropy)`` of ``classifier`` on ``dataset``, in eval mode.
 
-    Runs on the device of the classifier's parameters and restores its train/eval mode.
+    Runs on the device of the classifier's parameters and restores its train/eval mode (the
+    loop is :func:`irad.evaluate.accuracy.accuracy`).
 
     Shape:
         - batches: images ``(B, 3, H, W)`` in [0, 1], labels ``(B,)``.
@@ -183,21 +184,29 @@ def evaluate_classifier(
     Example:
         >>> acc, loss = evaluate_classifier(build_classifier("resnet20"), test)  # doctest: +SKIP
     """
-    if len(dataset) == 0:
-        raise InputError("the evaluation set is empty")
-    tensor = next(iter(classifier.parameters()), None)
-    device = tensor.device if tensor is not None else torch.device("cpu")
-    was_training = classifier.training
-    classifier.eval()
-    correct, loss_sum = 0, 0.0
-    try:
-        for x, y in iterate_batches(dataset, batch_size):
-            x, y = x.to(device), y.to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            logits = classifier(x).float()
-            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
-            correct += int((logits.argmax(1) == y).sum())
-    finally:
-        classifier.train(was_training)
-    return correct / len(dataset), loss_sum / len(dataset)
+    from irad.evaluate.accuracy import accuracy
+
+    result = accuracy(
+        classifier, dataset, batch_size, device=None, progress=False, channels_last=channels_last
+    )
+    return result.accuracy, result.loss
+
+
+def write_evaluation(
+    classifier: nn.Module, dataset: Any, out_dir: str | Path, *, channels_last: bool = False
+) -> dict[str, Any]:
+    """Evaluate ``classifier`` on the whole ``dataset``; write ``out_dir/evaluation.json``.
+
+    Returns the record: data set, number of images, accuracy (a fraction), loss and seconds.
+    """
+    started = time.monotonic()
+    acc, loss = evaluate_classifier(classifier, dataset, channels_last=channels_last)
+    record = {
+        "dataset": getattr(dataset, "description", None),
+        "images": len(dataset),
+        "accuracy": acc,
+        "loss": loss,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    atomic_write_json(Path(out_dir) / "evaluation.json", record)
+    return record

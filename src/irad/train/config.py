@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,14 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from irad.checks import (
+    check_batch_size,
+    check_choice,
+    check_float,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
 from irad.errors import ConfigError
 from irad.registry import Registry
 
@@ -87,41 +95,61 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.out_dir = str(self.out_dir)
-        self.optimizer = self.optimizer.strip().lower()
-        self.schedule = self.schedule.strip().lower()
-        OPTIMIZERS.get(self.optimizer)  # unknown names fail here, with the known ones listed
-        SCHEDULES.get(self.schedule)
+        self.optimizer = OPTIMIZERS.canonical(self.optimizer)  # unknown names list the known
+        self.schedule = SCHEDULES.canonical(self.schedule)
         try:
-            b1, b2 = (float(b) for b in self.betas)
+            b1, b2 = self.betas
         except (TypeError, ValueError) as err:
             raise ConfigError(f"betas must be two numbers, got {self.betas!r}") from err
-        self.betas = (b1, b2)
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
+        self.betas = tuple(check_float(b, "betas", 0, 1, high_open=True) for b in (b1, b2))
+        self.epochs = check_positive_int(self.epochs, "epochs")
+        self.batch_size = check_batch_size(self.batch_size)
         if self.max_steps_per_epoch is not None:
-            _positive_int("max_steps_per_epoch", self.max_steps_per_epoch)
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1), got {self.momentum}")
+            self.max_steps_per_epoch = check_positive_int(
+                self.max_steps_per_epoch, "max_steps_per_epoch"
+            )
+        self.lr = check_positive(self.lr, "lr")
+        self.momentum = check_float(self.momentum, "momentum", 0, 1, high_open=True)
         if self.nesterov and self.optimizer == "sgd" and self.momentum == 0:
             raise ConfigError("nesterov needs momentum > 0 (set momentum, or nesterov=False)")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise ConfigError(f"betas must lie in [0, 1), got {self.betas}")
-        if self.warmup is not None and not 0 <= self.warmup < 1:
-            raise ConfigError(f"warmup is a fraction of all steps in [0, 1), got {self.warmup}")
-        if self.checkpoint_minutes is not None and self.checkpoint_minutes < 0:
-            raise ConfigError(
-                f"checkpoint_minutes must be >= 0 or None, got {self.checkpoint_minutes}"
+        self.weight_decay = check_float(self.weight_decay, "weight_decay", 0)
+        if self.warmup is not None:
+            self.warmup = check_float(
+                self.warmup, "warmup (a fraction of all steps)", 0, 1, high_open=True
             )
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.checkpoint_minutes is not None:
+            self.checkpoint_minutes = check_float(self.checkpoint_minutes, "checkpoint_minutes", 0)
+        if self.grad_clip is not None:
+            self.grad_clip = check_positive(self.grad_clip, "grad_clip")
+        self.precision = check_choice(self.precision, "precision", ("fp32", "bf16"))
+        self.seed = check_seed(self.seed)
+
+    @classmethod
+    def from_options(
+        cls,
+        defaults: Mapping[str, Any] | None = None,
+        /,
+        *,
+        beta1: float | None = None,
+        beta2: float | None = None,
+        **options: Any,
+    ) -> TrainConfig:
+        """A config from ``defaults`` (e.g. a preset stage's settings) and the options given.
+
+        The one place where command-line flags become a config: an option that is ``None``
+        (not given) keeps the default; ``beta1`` / ``beta2`` replace one half of ``betas``.
+
+        Example:
+            >>> defaults = {"epochs": 10, "lr": 5e-4, "optimizer": "adam", "betas": (0.0, 0.9)}
+            >>> cfg = TrainConfig.from_options(defaults, epochs=None, lr=1e-3, beta2=0.99)
+            >>> cfg.epochs, cfg.lr, cfg.betas
+            (10, 0.001, (0.0, 0.99))
+        """
+        fields = {**(defaults or {}), **{k: v for k, v in options.items() if v is not None}}
+        if beta1 is not None or beta2 is not None:
+            b1, b2 = fields.get("betas", cls.__dataclass_fields__["betas"].default)
+            fields["betas"] = (b1 if beta1 is None else beta1, b2 if beta2 is None else beta2)
+        return cls.from_dict(fields)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -156,11 +184,6 @@ class TrainConfig:
         if self.warmup is not None:
             return self.warmup
         return 0.25 if self.schedule == "onecycle" else 0.0
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 # -- optimizers -------------------------------------------------------------------------------

@@ -91,23 +91,6 @@ def context_from_env() -> DistributedContext:
     return DistributedContext(rank=rank, local_rank=_env_int("LOCAL_RANK", rank), world_size=world)
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; a bare ``"cuda"`` -> this process's GPU."""
-    name = device.strip().lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise ConfigError(f"unknown device {device!r} (use auto, cpu, cuda or cuda:N)") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but CUDA is not available here")
-        if dev.index is None:
-            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
-    return dev
-
-
 def setup_distributed(device: torch.device) -> DistributedContext:
     """Join the ``torchrun`` process group when ``WORLD_SIZE > 1``; else a single-process context.
 

@@ -11,9 +11,8 @@ Example:
     >>> pairs = PairDataset("pairs/cifar10-r20")  # doctest: +SKIP
     >>> objective = ImplicitRepresentationObjective.from_preset(
     ...     preset, pairs, task="pgd-denoising")  # doctest: +SKIP
-    >>> config = TrainConfig(epochs=preset.inr_epochs, batch_size=preset.inr_batch_size,
-    ...     lr=preset.inr_lr, optimizer="adam", betas=preset.inr_betas, weight_decay=0.0,
-    ...     schedule="constant", out_dir="runs/inr-cpu")  # doctest: +SKIP
+    >>> config = TrainConfig.from_options(
+    ...     preset.inr.config_fields(), out_dir="runs/inr-cpu")  # doctest: +SKIP
     >>> Trainer(objective, config).fit()  # doctest: +SKIP
 """
 
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from irad.defenses.implicit import FORMAT_REPRESENTATION, FORMAT_VERSION, ImplicitReconstruction
+from irad.defenses.reconstruction import ImplicitReconstruction
 from irad.errors import ConfigError, InputError
 from irad.models.implicit_presets import ImplicitPreset, get_preset
 from irad.models.liif import ImplicitRepresentation
@@ -134,7 +133,7 @@ class ImplicitRepresentationObjective:
     ) -> ImplicitRepresentationObjective:
         """A fresh representation of the preset's sizes, with its batch size and ``sample_q``."""
         p = get_preset(preset)
-        kwargs.setdefault("batch_size", p.inr_batch_size)
+        kwargs.setdefault("batch_size", p.inr.batch_size)
         kwargs.setdefault("sample_q", p.inr_sample_q)
         kwargs.setdefault("chunk_size", p.chunk_size)
         rep = ImplicitRepresentation(p.representation_config())
@@ -185,13 +184,14 @@ class ImplicitRepresentationObjective:
         kw = {"chunk_size": self.chunk_size} if self.chunk_size else {}
         return self.representation(x, **kw)
 
+    def defense(self) -> ImplicitReconstruction:
+        """The model being trained as the DISCO-style defense that its checkpoint loads as."""
+        out = ImplicitReconstruction(self.representation, preset=None, chunk_size=self.chunk_size)
+        out.preset = self.preset
+        return out
+
     def model_config(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT_REPRESENTATION,
-            "format_version": FORMAT_VERSION,
-            "preset": self.preset,
-            "representation": self.representation.config.to_dict(),
-        }
+        return self.defense().checkpoint_config()
 
     def objective_config(self) -> dict[str, Any]:
         """Settings a resumed run must share: tasks, batching, training data."""
@@ -214,12 +214,8 @@ class ImplicitRepresentationObjective:
         }
 
     def save_model(self, prefix: str | Path) -> Path:
-        defense = ImplicitReconstruction(self.representation, preset=None)
-        defense.preset = self.preset
-        if self.chunk_size:
-            defense.chunk_size = self.chunk_size
-        extra = {"training": {**self.objective_config(), "last_evaluation": self.last_evaluation}}
-        return defense.save(prefix, extra=extra)
+        training = {**self.objective_config(), "last_evaluation": self.last_evaluation}
+        return self.defense().save(prefix, metadata={"training": training})
 
 
 def _kwargs_for(task: str, task_kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -21,9 +21,11 @@ clip makes that a guarantee). Rounding can undo a few successful perturbations; 
 records the surrogate's accuracy on the float and on the rounded adversarial images, and the
 manifest the totals, so the cost is measured rather than assumed.
 
-Chunks are written atomically and a finished chunk is never recomputed: an interrupted run
-resumes by calling :func:`generate_pairs` (or ``irad prepare-pairs``) again with the same
-arguments. A different configuration, surrogate or data subset in the same folder is refused.
+Chunks are written atomically (each with the sha256 of its tensors, :func:`irad.checkpoint.
+save_state`), and an interrupted run resumes by calling :func:`generate_pairs` (or ``irad
+prepare-pairs``) again with the same arguments: a finished chunk is kept when it reads back whole
+(hash, run key, rows and indices), and a damaged one is recomputed with a warning. A different
+configuration, surrogate or data subset in the same folder is refused.
 
 :class:`PairDataset` loads the pairs back, aligned with the clean images of the same data set
 (checked against the recorded fingerprint).
@@ -37,6 +39,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,8 +49,16 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from irad.errors import ConfigError, DataError, InputError
-from irad.utils.checkpoint import checkpoint_paths, load_state, save_state
+from irad.checkpoint import checkpoint_paths, load_state, save_state
+from irad.checks import (
+    check_batch_size,
+    check_bool,
+    check_count,
+    check_positive,
+    check_positive_int,
+    check_seed,
+)
+from irad.errors import CheckpointError, ConfigError, DataError, InputError
 from irad.utils.env import environment_info
 from irad.utils.io import atomic_write_json
 
@@ -79,16 +90,14 @@ class PairConfig:
     batch_size: int = 250
 
     def __post_init__(self) -> None:
-        if not 0 < self.eps <= 255:
-            raise ConfigError(f"eps is in /255 units and must be in (0, 255], got {self.eps}")
-        if not 0 < self.alpha <= 255:
-            raise ConfigError(f"alpha is in /255 units and must be in (0, 255], got {self.alpha}")
-        for name in ("steps", "chunk", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        # Checked, not converted: the values as given make the run key.
+        check_positive(self.eps, "eps (in /255 units)", 255)
+        check_positive(self.alpha, "alpha (in /255 units)", 255)
+        check_positive_int(self.steps, "steps")
+        check_bool(self.random_start, "random_start")
+        check_seed(self.seed)
+        check_positive_int(self.chunk, "chunk")
+        check_batch_size(self.batch_size)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,8 +158,29 @@ def _chunk_prefix(out_dir: Path, k: int) -> Path:
 
 
 def _chunk_done(out_dir: Path, k: int) -> bool:
+    """Whether chunk ``k`` has both files (see :func:`_chunk_problem` for whether it is whole)."""
     weights, cfg = checkpoint_paths(_chunk_prefix(out_dir, k))
     return weights.is_file() and cfg.is_file()
+
+
+def _chunk_problem(out_dir: Path, k: int, run_key: str, indices: Tensor) -> str | None:
+    """What is wrong with finished chunk ``k`` (``None``: it is whole and belongs to this run).
+
+    Reads it back: the weights must match the sha256 its JSON recorded (or, for chunks from
+    before those records, load), and hold this run's rows and data-set indices.
+    """
+    try:
+        tensors, meta = load_state(_chunk_prefix(out_dir, k))
+    except CheckpointError as err:
+        return str(err)
+    if meta.get("run_key") != run_key:
+        return "it belongs to another run (run key mismatch)"
+    adv, stored = tensors.get("adv"), tensors.get("indices")
+    if adv is None or stored is None or adv.dtype != torch.uint8:
+        return "it lacks the uint8 'adv' or the 'indices' tensor"
+    if adv.shape[0] != indices.shape[0] or not torch.equal(stored, indices):
+        return f"it holds rows other than {meta.get('rows')}"
+    return None
 
 
 def _run_key(config: PairConfig, surrogate: dict[str, Any], data: dict[str, Any]) -> str:
@@ -299,7 +329,20 @@ def generate_pairs(
     }
     atomic_write_json(manifest_path, manifest)
 
-    todo = [k for k in range(n_chunks) if not _chunk_done(out, k)]
+    todo = []
+    for k in range(n_chunks):
+        if not _chunk_done(out, k):
+            todo.append(k)
+            continue
+        lo, hi = k * config.chunk, min(n, (k + 1) * config.chunk)
+        problem = _chunk_problem(out, k, run_key, indices[lo:hi])
+        if problem is not None:
+            warnings.warn(
+                f"chunk {k} of {out} is damaged ({problem}); recomputing it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            todo.append(k)
     bar = tqdm(
         total=n,
         initial=n - sum(min(config.chunk, n - k * config.chunk) for k in todo),
@@ -342,6 +385,67 @@ def generate_pairs(
     manifest["finished"] = _now()
     atomic_write_json(manifest_path, manifest)
     return manifest
+
+
+def prepare_pairs(
+    weights: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: PairConfig | None = None,
+    *,
+    surrogate: str | None = None,
+    dataset: str = "cifar10",
+    split: str = "train",
+    data_dir: str | os.PathLike[str] | None = None,
+    n: int | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Load a surrogate and a data set, then :func:`generate_pairs`: ``irad prepare-pairs``.
+
+    Args:
+        weights: the surrogate's checkpoint (an irad prefix or an akamaster ``.th`` file).
+        out_dir: the pairs folder (checked writable before any work; resumable).
+        config: :class:`PairConfig`; its ``seed`` also draws the subset.
+        surrogate: its architecture when the checkpoint does not record one.
+        dataset, split, data_dir: as :func:`irad.data.load_dataset` (an in-memory set).
+        n: attack a seeded random subset of ``n`` images (default: all); more than the data
+            set holds is refused.
+
+    Returns:
+        The manifest, as :func:`generate_pairs`.
+    """
+    from irad.data import load_dataset
+    from irad.models import load_classifier
+    from irad.utils.env import resolve_device
+    from irad.utils.io import check_writable_folder, sha256_file
+
+    config = config or PairConfig()
+    dev = resolve_device(device)
+    check_writable_folder(out_dir, "--out")
+    data = load_dataset(dataset, split, data_dir)
+    if not hasattr(data, "x"):
+        raise InputError(
+            f"pairs need an in-memory data set (cifar10, cifar100 or an .npz file); {dataset} is "
+            "an image folder: save it as an .npz file first"
+        )
+    if n is not None:
+        n = check_count(n, "--n", len(data), f"images in {data.description}")
+        data = data.subset(n, seed=config.seed)
+    model = load_classifier(weights, arch=surrogate)
+    files = [Path(weights), Path(f"{weights}.safetensors")]
+    sha = next((sha256_file(f) for f in files if f.is_file()), None)
+    return generate_pairs(
+        model,
+        data.x,
+        data.y,
+        out_dir,
+        config,
+        indices=data.source_indices,
+        surrogate_info={"name": model.name, "weights": str(weights), "sha256": sha},
+        data_info={"dataset": dataset, "split": split, "description": data.description},
+        device=dev,
+        progress=progress,
+    )
 
 
 class _ChunkStats:
@@ -394,7 +498,7 @@ def summarize_chunks(out_dir: str | os.PathLike[str], n_chunks: int) -> dict[str
         for key, value in stats.items():
             if key in maxima:
                 tot[key] = max(tot.get(key, 0.0), float(value))
-            elif key not in ("run_key", "chunk", "rows"):
+            elif key not in ("run_key", "chunk", "rows", "weights"):
                 tot[key] = tot.get(key, 0) + value
     n = int(tot.get("n", 0))
     out: dict[str, Any] = {"chunks_done": done, **tot}
@@ -480,7 +584,13 @@ class PairDataset:
             raise DataError(f"{self.root} holds no finished chunk yet")
         advs, idx = [], []
         for k in done:
-            tensors, cfg = load_state(_chunk_prefix(self.root, k))
+            try:
+                tensors, cfg = load_state(_chunk_prefix(self.root, k))
+            except CheckpointError as err:
+                raise DataError(
+                    f"chunk {k} of {self.root} is damaged ({err}); run the same `irad "
+                    "prepare-pairs` command again: it recomputes damaged chunks"
+                ) from err
             if cfg.get("run_key") != self.manifest.get("run_key"):
                 raise DataError(
                     f"chunk {k} of {self.root} belongs to another run (run key mismatch); "
@@ -597,6 +707,7 @@ __all__ = [
     "PairDataset",
     "generate_pairs",
     "images_fingerprint",
+    "prepare_pairs",
     "read_manifest",
     "round_to_uint8",
     "summarize_chunks",

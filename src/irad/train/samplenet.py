@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from irad.defenses.implicit import IRAD
+from irad.defenses.irad import IRAD
 from irad.errors import InputError
 from irad.train.pairs import PairDataset
 
@@ -163,8 +163,8 @@ class SampleNetObjective:
         }
 
     def save_model(self, prefix: str | Path) -> Path:
-        extra = {"training": {**self.objective_config(), "last_evaluation": self.last_evaluation}}
-        return self.irad.save(prefix, extra=extra)
+        training = {**self.objective_config(), "last_evaluation": self.last_evaluation}
+        return self.irad.save(prefix, metadata={"training": training})
 
 
 __all__ = ["SampleNetObjective"]

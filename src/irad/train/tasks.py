@@ -40,8 +40,8 @@ from torch.nn import functional as F
 
 from irad.checks import check_images
 from irad.errors import ConfigError, InputError
-from irad.models.liif import resize_grid
 from irad.registry import Registry
+from irad.resample.coordinates import resize_grid
 
 
 @dataclass

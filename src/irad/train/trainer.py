@@ -7,11 +7,16 @@ the implicit representation and SampleNet are three objectives on this one loop.
 
 Files in ``config.out_dir``:
 
-- ``last.safetensors`` + ``last.json``: the resumable state, written atomically at every epoch
-  end, every ``checkpoint_minutes``, and on Ctrl-C / SIGTERM. Tensors (model, optimizer state,
-  RNG states) go in the safetensors file; everything else (config, progress, history, the
-  optimizer's and scheduler's non-tensor state, seed, environment) in the JSON, which names the
-  tensors it refers to as ``{"__tensor__": key}``.
+- ``last.safetensors`` + ``last.json``: the resumable state, written at every epoch end, every
+  ``checkpoint_minutes``, and on Ctrl-C / SIGTERM. Tensors (model, optimizer state, RNG states)
+  go in the safetensors file; everything else (config, progress, history, the optimizer's and
+  scheduler's non-tensor state, seed, environment) in the JSON, which names the tensors it refers
+  to as ``{"__tensor__": key}``.
+- ``previous.safetensors`` + ``previous.json``: the state before the last save, kept until the
+  new pair is committed (:func:`irad.checkpoint.save_state` with ``keep``). A kill while saving
+  leaves ``last.*`` torn; resume then falls back to ``previous.*`` with a warning.
+- ``.lock``: held while :meth:`Trainer.fit` runs (:class:`irad.utils.lock.RunLock`), so that a
+  second run into the same folder fails at once instead of silently overwriting this one.
 - ``history.jsonl``: one JSON line per finished epoch (train loss and metrics, evaluation
   metrics, seconds).
 - ``model.safetensors`` + ``model.json``: the final weights, via ``objective.save_model``.
@@ -24,11 +29,11 @@ import contextlib
 import json
 import math
 import random
-import secrets
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,22 +45,30 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from irad.checkpoint import (
+    check_format,
+    checkpoint_paths,
+    format_name,
+    load_into,
+    load_newest,
+    save_state,
+)
 from irad.errors import CheckpointError, ConfigError
 from irad.train.config import TrainConfig, build_optimizer, build_scheduler
 from irad.train.distributed import (
     batch_length,
     context_from_env,
     move_to_device,
-    resolve_device,
     setup_distributed,
     shard_batch,
 )
-from irad.utils.checkpoint import checkpoint_paths, load_into, load_state, save_state
-from irad.utils.env import environment_info
+from irad.utils.env import environment_info, resolve_device
 from irad.utils.io import atomic_write_json, atomic_write_text
+from irad.utils.lock import RunLock
 from irad.utils.seed import seed_everything
 
-CHECKPOINT_FORMAT = "irad.train.checkpoint"
+#: Kind of the resumable state's checkpoint (format ``irad.training-state``).
+CHECKPOINT_KIND = "training-state"
 CHECKPOINT_VERSION = 1
 
 
@@ -87,6 +100,8 @@ class Objective(Protocol):
             data fingerprint); a resumed run must match it.
         to(device): move everything the objective holds (frozen helpers too); else the trainer
             moves ``module`` only.
+        after_step(): called after every optimizer step (e.g. to update EMA weights kept in
+            ``module`` as buffers or frozen parameters, so that they are checkpointed).
     """
 
     module: nn.Module
@@ -213,6 +228,11 @@ class Trainer:
     def checkpoint_prefix(self) -> Path:
         return self.out_dir / "last"
 
+    @property
+    def previous_prefix(self) -> Path:
+        """The state before the last save, kept until the new one is committed."""
+        return self.out_dir / "previous"
+
     def _log(self, message: str) -> None:
         if not self._ctx.is_main:
             return
@@ -238,18 +258,24 @@ class Trainer:
             "history", "seed"}`` with ``final`` the last epoch's record.
 
         Raises:
+            RunFolderBusy: another process is using ``out_dir`` (:class:`irad.utils.lock.RunLock`,
+                taken by rank 0 before anything is read or written).
             ConfigError: ``out_dir`` holds a run and neither flag is set; the checkpoint's
                 settings differ from this run's; the loss diverged.
-            CheckpointError: the checkpoint is unreadable or does not fit the model.
+            CheckpointError: no complete checkpoint to resume from, or it does not fit the model.
         """
         env_ctx = context_from_env()
         self._device = resolve_device(self.config.device, env_ctx.local_rank)
-        self._ctx = setup_distributed(self._device)
-        try:
-            with _sigterm_as_interrupt():
-                return self._fit(resume, overwrite)
-        finally:
-            self._ctx.close()
+        lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if env_ctx.is_main:
+            lock = RunLock(self.out_dir, purpose=f"training ({type(self.objective).__name__})")
+        with lock:
+            self._ctx = setup_distributed(self._device)
+            try:
+                with _sigterm_as_interrupt():
+                    return self._fit(resume, overwrite)
+            finally:
+                self._ctx.close()
 
     def _fit(self, resume: bool, overwrite: bool) -> dict[str, Any]:
         cfg, obj, ctx = self.config, self.objective, self._ctx
@@ -285,8 +311,11 @@ class Trainer:
         self._progress = _Progress()
         self._consistent = True
 
-        weights, meta = checkpoint_paths(self.checkpoint_prefix)
-        has_checkpoint = weights.exists() or meta.exists()
+        has_checkpoint = any(
+            path.exists()
+            for prefix in (self.checkpoint_prefix, self.previous_prefix)
+            for path in checkpoint_paths(prefix)
+        )
         if resume and has_checkpoint:
             self._restore()
         else:
@@ -365,6 +394,7 @@ class Trainer:
         obj.module.train()
         batches = obj.batches(epoch, epoch_generator(cfg.seed, epoch), p.batch)
         params = [q for q in obj.module.parameters() if q.requires_grad]
+        after_step = getattr(obj, "after_step", None)
         bar = tqdm(
             total=self._spe,
             initial=p.batch,
@@ -404,6 +434,8 @@ class Trainer:
                 p.last_lr = self._lr()
                 self._optimizer.step()
                 self._scheduler.step()
+                if after_step is not None:
+                    after_step()
                 p.global_step += 1
                 p.batch += 1
                 p.epoch_count += 1
@@ -500,8 +532,8 @@ class Trainer:
         return _json_normal(hook()) if callable(hook) else {}
 
     def _prepare_out_dir(self, overwrite: bool) -> None:
-        names = ("last.safetensors", "last.json", "history.jsonl", "summary.json")
-        names += ("model.safetensors", "model.json")
+        names = ("last.safetensors", "last.json", "previous.safetensors", "previous.json")
+        names += ("history.jsonl", "summary.json", "model.safetensors", "model.json")
         existing = [n for n in names if (self.out_dir / n).exists()]
         if not existing or not self._ctx.is_main:
             return
@@ -519,13 +551,9 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         cfg, obj, p = self.config, self.objective, self._progress
         tensors: dict[str, Tensor] = {f"model.{k}": v for k, v in obj.module.state_dict().items()}
-        # The same random token in both files detects a pair torn by a kill between the writes.
-        token = secrets.randbits(62)
-        tensors["checkpoint.token"] = torch.tensor([token], dtype=torch.int64)
         meta = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "token": token,
+            "format": format_name(CHECKPOINT_KIND),
+            "format_version": CHECKPOINT_VERSION,
             "config": cfg.to_dict(),
             "model_config": _json_normal(obj.model_config()),
             "objective_config": self._objective_config(),
@@ -540,25 +568,29 @@ class Trainer:
             "saved_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "environment": self._env,
         }
-        save_state(self.checkpoint_prefix, tensors, meta)
+        # The previous state stays on disk until this one is committed (a kill never loses it).
+        save_state(self.checkpoint_prefix, tensors, meta, keep=self.previous_prefix)
         self._last_save = time.monotonic()
 
     def _restore(self) -> None:
-        cfg, obj, prefix = self.config, self.objective, self.checkpoint_prefix
-        tensors, meta = load_state(prefix)
+        cfg, obj = self.config, self.objective
+        try:
+            prefix, tensors, meta, skipped = load_newest(
+                [self.checkpoint_prefix, self.previous_prefix]
+            )
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"cannot resume {self.out_dir}: {err}. Start over with overwrite=True (--overwrite)"
+            ) from None
+        for problem in skipped:
+            warnings.warn(
+                f"{problem}; resuming from the previous checkpoint {prefix}.* instead",
+                stacklevel=3,
+            )
         source = f"{prefix}.safetensors"
-        if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(
-                f"{prefix}.json is not an irad training checkpoint (format "
-                f"{meta.get('format')!r}); resume needs the last.* files the trainer writes"
-            )
-        if meta.get("version") != CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"{prefix}.json is a version {meta.get('version')} training checkpoint; this irad "
-                f"resumes version {CHECKPOINT_VERSION} (use the irad that wrote it, or start over)"
-            )
-        token = tensors.get("checkpoint.token")
-        if token is None or int(token[0]) != meta.get("token"):
+        check_format(meta, CHECKPOINT_KIND, f"{prefix}.json", CHECKPOINT_VERSION)
+        token = tensors.pop("checkpoint.token", None)  # pairs written before irad.checkpoint
+        if "token" in meta and (token is None or int(token[0]) != meta["token"]):
             raise CheckpointError(
                 f"{prefix}.safetensors and {prefix}.json come from different saves (the process "
                 "was probably killed between the two writes); the run cannot resume from them: "

@@ -1,4 +1,5 @@
-"""What ran where: recorded with every result so figures can be traced and compared."""
+"""What ran where: the device a run uses, and what is recorded with every result so figures
+can be traced and compared."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from irad.errors import SettingError
+
 
 def _version(module: str) -> str | None:
     try:
@@ -19,6 +22,40 @@ def _version(module: str) -> str | None:
         return version(module)
     except Exception:
         return None
+
+
+def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
+    """The one parser of device names (``--device`` and every ``device=`` argument).
+
+    ``"auto"`` is CUDA when available, else the CPU; a bare ``"cuda"`` is this process's GPU
+    (``local_rank`` under ``torchrun``). A device that does not exist here is refused with the fix.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    name = str(device).strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise SettingError(
+            f"device {device!r} is not a device name; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SettingError(f"device {device!r}: CUDA is not available here; use cpu")
+        if dev.index is None:
+            dev = torch.device("cuda", local_rank % torch.cuda.device_count())
+        elif dev.index >= torch.cuda.device_count():
+            raise SettingError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+                f"; use cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SettingError(f"device {device!r}: MPS is not available here; use cpu")
+    return dev
 
 
 def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:

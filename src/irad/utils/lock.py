@@ -75,6 +75,25 @@ class RunLock:
             return not owner
         return not _pid_alive(pid)
 
+    def _create(self, record: dict[str, object]) -> None:
+        """Create the lock file with its content in one step (FileExistsError if it exists).
+
+        The record is written to a private file first and hard-linked into place, so no other
+        process ever reads an empty lock (which would look like a dead writer's and be taken).
+        """
+        tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.{id(self)}.tmp")
+        tmp.write_text(json.dumps(record))
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive create, then write
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w") as f:
+                json.dump(record, f)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def acquire(self) -> None:
         key = str(self.path.resolve())
         if self._held.get(key):
@@ -90,7 +109,7 @@ class RunLock:
         }
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create(record)
             except FileExistsError:
                 owner = self._owner()
                 if self._is_stale(owner):
@@ -108,8 +127,6 @@ class RunLock:
                     f"finish, choose another folder, or delete {self.path} if that process is "
                     "gone"
                 ) from None
-            with os.fdopen(fd, "w") as f:
-                json.dump(record, f)
             self._held[key] = 1
             return
         raise RunFolderBusy(f"could not take the lock {self.path}; delete it and retry")

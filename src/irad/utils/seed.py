@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -20,3 +22,33 @@ def seed_everything(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+def _cuda_index(device: torch.device) -> int:
+    return torch.cuda.current_device() if device.index is None else device.index
+
+
+@contextlib.contextmanager
+def seeded(seed: int, devices: Iterable[torch.device | str] = ()) -> Iterator[torch.Generator]:
+    """Run the block with torch's global RNG forked and seeded; the outer state is restored.
+
+    The CPU stream is always forked; the CUDA streams of the CUDA devices in ``devices`` are
+    forked too (CPU entries are accepted and need nothing more). The block gets a
+    :class:`torch.Generator` seeded alike on the first of ``devices`` (the CPU if none), for code
+    that draws from a generator rather than the global stream.
+
+    Example:
+        >>> with seeded(3):
+        ...     a = torch.rand(2)
+        >>> with seeded(3) as g:
+        ...     b = torch.rand(2)
+        >>> bool((a == b).all()), torch.rand(2, generator=g).shape
+        (True, torch.Size([2]))
+    """
+    devices = [torch.device(d) for d in devices]
+    cuda = sorted({_cuda_index(d) for d in devices if d.type == "cuda"})
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        generator = torch.Generator(device=devices[0] if devices else "cpu")
+        generator.manual_seed(seed)
+        yield generator
