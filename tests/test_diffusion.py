@@ -9,15 +9,15 @@ import torch
 
 pytest.importorskip("diffusers")
 
-from diffusers import DDPMScheduler, UNet2DModel  # noqa: E402
+from diffusers import DDPMScheduler, UNet2DModel
 
-from irad.data import ImageDataset  # noqa: E402
-from irad.defenses import DefenseChain, build_defense  # noqa: E402
-from irad.defenses.diffpure import DiffPure, reverse_step, reverse_timesteps  # noqa: E402
-from irad.errors import CheckpointError, ConfigError, InputError  # noqa: E402
-from irad.models.diffusion import DiffusionConfig, DiffusionModel, linear_alpha_bar  # noqa: E402
-from irad.train import Trainer, TrainConfig  # noqa: E402
-from irad.train.diffusion import DiffusionObjective, diffusion_train_config  # noqa: E402
+from irad.data import ImageDataset
+from irad.defenses import DefenseChain, build_defense
+from irad.defenses.diffpure import DiffPure, reverse_step, reverse_timesteps
+from irad.errors import CheckpointError, ConfigError, InputError
+from irad.models.diffusion import DiffusionConfig, DiffusionModel, linear_alpha_bar
+from irad.train import Trainer
+from irad.train.diffusion import DiffusionObjective, diffusion_train_config
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,9 @@ def test_seed_reproduces_and_seeds_differ(tiny: DiffusionModel) -> None:
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_gradient_reaches_input_and_checkpointing_agrees(tiny: DiffusionModel, sampler: str) -> None:
+def test_gradient_reaches_input_and_checkpointing_agrees(
+    tiny: DiffusionModel, sampler: str
+) -> None:
     x = torch.rand(2, 3, 16, 16)
     grads = []
     for checkpointing in (True, False):
@@ -225,7 +227,8 @@ def test_training_lowers_the_loss_and_updates_the_ema(tmp_path) -> None:
     losses = [h["train_loss"] for h in summary["history"]]
     assert losses[-1] < losses[0]
     assert int(objective.module.ema_updates) == 3 * 8
-    assert any(not torch.equal(a, b) for a, b in zip(before, objective.ema.parameters()))
+    moved = zip(before, objective.ema.parameters(), strict=True)
+    assert any(not torch.equal(a, b) for a, b in moved)
     assert "psnr_t20" in summary["final"]
     saved = DiffusionModel.from_pretrained(tmp_path / "run")
     for a, b in zip(saved.parameters(), objective.ema.parameters(), strict=True):

@@ -93,3 +93,35 @@ def test_convergence_study_on_a_tiny_random_defense() -> None:
     assert study.sa["n"] == 12
     assert "PGD steps" in study.to_markdown()
     assert set(study.levelled_off()) == {"steps", "eot"}
+
+
+def test_redrawn_restores_a_seeded_defense_generator() -> None:
+    pytest.importorskip("diffusers")
+    from irad.defenses.diffpure import DiffPure
+    from irad.models.diffusion import DiffusionConfig, DiffusionModel
+
+    purifier = DiffPure(DiffusionModel(DiffusionConfig.from_preset("tiny")), t=3, seed=4)
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        expected = DiffPure(purifier.model, t=3, seed=4)(x)
+        with redrawn(purifier, 99):
+            inside = purifier(x)
+        after = purifier(x)
+    assert not torch.equal(inside, expected)
+    assert torch.equal(after, expected) and purifier.seed == 4
+
+
+def test_convergence_study_resumes_from_its_run_folder(tmp_path) -> None:
+    clf = _classifier()
+    x = torch.rand(6, 3, 8, 8)
+    with torch.no_grad():
+        y = clf(x).argmax(1)
+    kwargs = dict(steps=(2,), eot=(1,), fixed_eot=1, fixed_steps=2, score_seeds=(1, 2))
+    first = convergence_study(Identity(), clf, x, y, run_dir=tmp_path, **kwargs)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 1
+    calls = []
+    second = convergence_study(
+        Identity(), clf, x, y, run_dir=tmp_path, progress=calls.append, **kwargs
+    )
+    assert [p.ra for p in second.points] == [p.ra for p in first.points]
+    assert second.points[0].seconds == first.points[0].seconds  # read back, not re-run

@@ -84,8 +84,10 @@ class Admix(Attack):
     parameters = MappingProxyType(
         {
             "steps": Param(10, check_positive_int),
-            "alpha": Param(
-                None, lambda v, name: check_positive(v, f"{name} (in /255 units)", 255.0), True
+            "alpha": Param(  # None: ε / T, see step_255
+                None,
+                lambda v, name: check_positive(v, f"{name} (in /255 units)", 255.0),
+                optional=True,
             ),
             "decay": Param(1.0, lambda v, name: check_float(v, name, 0.0)),
             "num_scales": Param(5, check_positive_int),

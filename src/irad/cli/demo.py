@@ -20,6 +20,9 @@ Examples:
 \b
   # the full measure: standard AutoAttack, oblivious and adaptive, on 1000 images (hours on a CPU)
   irad demo --attack autoattack --n 1000 --out results/demo-aa
+\b
+  # with the diffusion purifiers (DiffPure and IRAD+DiffPure at t = 20)
+  irad demo --diffusion --out results/demo-diffusion
 """
 
 
@@ -44,6 +47,23 @@ def demo(
     adaptive: Annotated[
         bool, typer.Option(help="Also run the adaptive attack through each defense.")
     ] = True,
+    diffusion: Annotated[
+        bool,
+        typer.Option(
+            "--diffusion",
+            help="Add DiffPure and IRAD+DiffPure (random: EOT in the adaptive attack, 3 draws "
+            "when scoring; several minutes more on a CPU).",
+        ),
+    ] = False,
+    diffusion_weights: Annotated[
+        str, typer.Option(help="Diffusion checkpoint for --diffusion (default: bundled).")
+    ] = "cifar10",
+    diffusion_t: Annotated[
+        int, typer.Option(min=1, max=1000, help="DiffPure's diffusion steps for --diffusion.")
+    ] = 20,
+    eot_samples: Annotated[
+        int, typer.Option(min=1, help="EOT draws per gradient against a random defense.")
+    ] = 4,
     data_dir: DataDir = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for the results (JSON, CSV, Markdown).")
@@ -83,6 +103,9 @@ def demo(
         classifier=classifier,
         weights=weights,
         adaptive=adaptive,
+        diffusion=diffusion_weights if diffusion else None,
+        diffusion_t=diffusion_t,
+        eot_samples=eot_samples,
         out_dir=out,
         overwrite=overwrite,
         cache_dir=cache_dir,

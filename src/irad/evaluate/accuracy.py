@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from irad.checks import check_labels
+from irad.checks import check_batch_size, check_labels
 from irad.data import iterate_batches
 from irad.errors import InputError
 
@@ -80,8 +80,7 @@ def accuracy(
         >>> f"{result.percent:.2f} %"  # doctest: +SKIP
         '91.73 %'
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_batch_size(batch_size)
     total_images = len(dataset)
     if total_images == 0:
         raise InputError("the data set is empty: there is nothing to measure accuracy on")

@@ -86,6 +86,9 @@ def run_demo(
     device: str = "cpu",
     progress: bool = True,
     log: Any = None,
+    diffusion: str | None = None,
+    diffusion_t: int = 20,
+    eot_samples: int = 4,
 ) -> DemoResult:
     """Evaluate the bundled IRAD and its DISCO-style reconstruction in front of a classifier.
 
@@ -98,6 +101,10 @@ def run_demo(
         attack: the attack spec of both threat models.
         classifier, weights: classifier and IRAD checkpoints (``"cifar10"``: the bundled ones).
         adaptive: also run the adaptive attack through each defense.
+        diffusion: a diffusion checkpoint (``"cifar10"``: the bundled one) to add the rows
+            DiffPure and IRAD+DiffPure at ``diffusion_t``; ``None``: no diffusion rows. Both are
+            random: the adaptive attack averages ``eot_samples`` draws per gradient, and SA and
+            RA are scored over 3 fresh draws.
         log: called with one line before the work starts (e.g. ``print``), or None.
 
     Example:
@@ -116,6 +123,17 @@ def run_demo(
         "DISCO-style (no sampling)": ImplicitReconstruction.from_pretrained(weights),
         "IRAD": irad,
     }
+    if diffusion is not None:
+        # No seed of their own: they draw from torch's global RNG, which the harness seeds per
+        # batch and per draw, so a resumed run redraws the same noise.
+        from irad.defenses import build_defense
+
+        defenses[f"DiffPure (t={diffusion_t})"] = build_defense(
+            "diffpure", model=diffusion, t=diffusion_t
+        )
+        defenses[f"IRAD+DiffPure (t={diffusion_t})"] = build_defense(
+            "irad+diffpure", t=diffusion_t, diffusion=diffusion, irad=irad
+        )
     config = EvaluationConfig(
         n=n,
         seed=seed,
@@ -125,8 +143,15 @@ def run_demo(
         device=device,
         threads=threads,
         protocol="demo",
+        eot_samples=eot_samples,
+        draws=3 if diffusion is not None else 1,
     )
-    meta: dict[str, Any] = {"command": "demo", "classifier": classifier, "weights": weights}
+    meta: dict[str, Any] = {
+        "command": "demo",
+        "classifier": classifier,
+        "weights": weights,
+        "diffusion": diffusion,
+    }
     if log is not None:
         log(
             f"irad demo: {clf.config.get('arch')} ({classifier}) + IRAD ({irad.preset} preset, "

@@ -19,35 +19,49 @@ iterate after ``k`` steps of a long run is exactly the result of a ``k``-step ru
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irad.checkpoint import checkpoint_paths, load_state, save_state
 from irad.errors import InputError
+from irad.evaluate.specs import digest
 from irad.utils.seed import seeded
 
 
 @contextmanager
 def redrawn(defense: nn.Module, seed: int) -> Iterator[None]:
-    """Run ``defense`` with its randomness restarted at ``seed``.
+    """Run ``defense`` with its randomness restarted at ``seed``; restored afterwards.
 
-    Modules with a ``reseed(seed)`` method (e.g. :class:`irad.defenses.DiffPure`) are reseeded
-    (each with its own offset); modules drawing from torch's global RNG get it seeded inside a
-    forked RNG state, so the caller's RNG is left as it was.
+    Modules with a ``reseed(seed)`` method and a ``generator`` (e.g.
+    :class:`irad.defenses.DiffPure` built with a seed) are reseeded, each with its own offset;
+    modules drawing from torch's global RNG get it seeded inside a forked RNG state. The
+    caller's RNG and the modules' own generators are left as they were.
     """
+    saved = []
     with seeded(seed):
-        for offset, module in enumerate(defense.modules()):
-            reseed = getattr(module, "reseed", None)
-            if callable(reseed):
-                reseed(seed * 1009 + offset)
-        yield
+        try:
+            for offset, module in enumerate(defense.modules()):
+                if callable(getattr(module, "reseed", None)):
+                    generator = getattr(module, "generator", None)
+                    state = generator.get_state() if generator is not None else None
+                    saved.append((module, getattr(module, "seed", None), generator, state))
+                    module.reseed(seed * 1009 + offset)
+            yield
+        finally:
+            for module, old_seed, generator, state in saved:
+                module.seed, module.generator = old_seed, generator
+                if generator is not None:
+                    generator.set_state(state)
 
 
 @torch.no_grad()
@@ -222,6 +236,7 @@ def convergence_study(
     seed: int = 0,
     batch_size: int = 100,
     progress: Any = None,
+    run_dir: str | Path | None = None,
 ) -> ConvergenceStudy:
     """RA of ``defense`` + ``classifier`` under adaptive EOT-PGD, along two axes.
 
@@ -238,6 +253,9 @@ def convergence_study(
         score_seeds: the defense's draws when scoring.
         seed: seeds the attack (random start and the defense's draws during the attack).
         progress: optional callable ``progress(message)``.
+        run_dir: where each finished attack run's images are kept (safetensors, written
+            atomically); a rerun with the same settings reuses them, so a killed study resumes
+            at the run it was in.
     """
     from irad.attacks.threat import attack_surface
 
@@ -264,26 +282,31 @@ def convergence_study(
     )
     runs = [(fixed_eot, max(steps), sorted(steps))]
     runs += [(k, fixed_steps, [fixed_steps]) for k in sorted(eot) if k != fixed_eot]
+    images = hashlib.sha256(x.detach().cpu().numpy().tobytes()).hexdigest()
+    key = digest(
+        {**study.settings, "defense": study.defense, "eps": eps, "alpha": alpha,
+         "images": images, "labels": y.tolist()}
+    )  # fmt: skip
     for k, n_steps, keep in runs:
         surface = attack_surface("adaptive", defense, classifier, eot_samples=k)
         started = time.perf_counter()
         kept: dict[int, list[Tensor]] = {s: [] for s in keep}
-        with redrawn(defense, seed + 7 * k):
-            g = torch.Generator().manual_seed(seed)
-            for s in range(0, x.shape[0], batch_size):
-                out = eot_pgd_iterates(
-                    surface,
-                    x[s : s + batch_size],
-                    y[s : s + batch_size],
-                    eps=eps,
-                    alpha=alpha,
-                    steps=n_steps,
-                    keep=keep,
-                    generator=g,
+        stored = None if run_dir is None else Path(run_dir) / f"{key[:16]}-eot{k}-steps{n_steps}"
+        if stored is not None and checkpoint_paths(stored)[0].is_file():
+            tensors, meta = load_state(stored)
+            for step in keep:
+                kept[step] = [tensors[f"step{step}"]]
+            seconds = float(meta["seconds"])
+        else:
+            _attack_run(defense, surface, x, y, k, n_steps, keep, kept, seed, eps, alpha,
+                        batch_size)  # fmt: skip
+            seconds = time.perf_counter() - started
+            if stored is not None:
+                save_state(
+                    stored,
+                    {f"step{s}": torch.cat(v) for s, v in kept.items()},
+                    {"seconds": seconds, "eot": k, "steps": n_steps, "key": key},
                 )
-                for step in keep:
-                    kept[step].append(out[step])
-        seconds = time.perf_counter() - started
         for step in keep:
             adv = torch.cat(kept[step])
             ra = summarize_draws(score_under_redraws(defense, classifier, adv, y, score_seeds))
@@ -294,3 +317,35 @@ def convergence_study(
                     f"case {ra['worst_case']:.1f} % ({seconds:.0f} s)"
                 )
     return study
+
+
+def _attack_run(
+    defense: nn.Module,
+    surface: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    k: int,
+    n_steps: int,
+    keep: list[int],
+    kept: dict[int, list[Tensor]],
+    seed: int,
+    eps: float,
+    alpha: float,
+    batch_size: int,
+) -> None:
+    """One attack run: PGD with ``k`` EOT samples, the iterates of ``keep`` into ``kept``."""
+    with redrawn(defense, seed + 7 * k):
+        g = torch.Generator().manual_seed(seed)
+        for s in range(0, x.shape[0], batch_size):
+            out = eot_pgd_iterates(
+                surface,
+                x[s : s + batch_size],
+                y[s : s + batch_size],
+                eps=eps,
+                alpha=alpha,
+                steps=n_steps,
+                keep=keep,
+                generator=g,
+            )
+            for step in keep:
+                kept[step].append(out[step])

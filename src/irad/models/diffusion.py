@@ -171,7 +171,7 @@ def linear_alpha_bar(num_train_timesteps: int, beta_start: float, beta_end: floa
         >>> ab.shape, float(ab[0])
         (torch.Size([1001]), 1.0)
         >>> round(float(ab[100]), 4)  # DiffPure's t* = 0.1
-        0.8969
+        0.897
     """
     betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
     return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])

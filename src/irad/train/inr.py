@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from irad.checks import check_batch_size
 from irad.defenses.reconstruction import ImplicitReconstruction
 from irad.errors import ConfigError, InputError
 from irad.models.implicit_presets import ImplicitPreset, get_preset
@@ -105,8 +106,7 @@ class ImplicitRepresentationObjective:
             raise ConfigError(
                 "pgd-denoising needs adversarial pairs: pass a PairDataset (irad prepare-pairs)"
             )
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         if len(data) < batch_size:
             raise InputError(
                 f"the training data holds {len(data)} images, fewer than one batch of "

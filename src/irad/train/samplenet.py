@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irad.checks import check_batch_size
 from irad.defenses.irad import IRAD
 from irad.errors import InputError
 from irad.train.pairs import PairDataset
@@ -70,8 +71,7 @@ class SampleNetObjective:
     ) -> None:
         if not isinstance(irad, IRAD):
             raise InputError(f"irad must be an IRAD module, got {type(irad).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_batch_size(batch_size)
         if len(pairs) < batch_size:
             raise InputError(
                 f"the pairs hold {len(pairs)} images, fewer than one batch of {batch_size}"
