@@ -243,3 +243,17 @@ def test_training_batches_are_reproducible_from_the_epoch_seed() -> None:
     for a, b in zip(whole[2:], resumed, strict=True):
         assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
     assert all(int(t.max()) <= 30 and int(t.min()) >= 1 for _, t, _ in whole)
+
+
+def test_denoising_quality_rows(tiny: DiffusionModel) -> None:
+    from irad.evaluate.denoising import denoising_quality, format_denoising_table
+
+    data = _images(6)
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 2)).eval()
+    result = denoising_quality(tiny, data, (2, 4), batch_size=4, progress=False, classifier=clf)
+    assert [r["t"] for r in result["rows"]] == [2, 4]
+    for row in result["rows"]:
+        assert row["psnr_noisy"] > 0 and 0 <= row["sa"] <= 100
+    again = denoising_quality(tiny, data, (2, 4), batch_size=4, progress=False, classifier=clf)
+    assert again["rows"][0]["psnr_purified"] == result["rows"][0]["psnr_purified"]
+    assert "SA (DiffPure)" in format_denoising_table(result)

@@ -147,6 +147,10 @@ def diffusion_quality(
     data_dir: DataDir = None,
     n: Annotated[int, typer.Option("--n", min=1, help="The first N images.")] = 1000,
     batch_size: Annotated[int, typer.Option(min=1)] = 100,
+    classifier: Annotated[
+        str | None,
+        typer.Option(help="Also measure this classifier's accuracy on the DiffPure outputs (SA)."),
+    ] = None,
     seed: Seed = 0,
     threads: Threads = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
@@ -157,6 +161,7 @@ def diffusion_quality(
     from irad.data import load_dataset
     from irad.errors import InputError
     from irad.evaluate.denoising import denoising_quality, format_denoising_table
+    from irad.models import load_classifier
     from irad.models.diffusion import DiffusionModel
     from irad.utils.env import environment_info
     from irad.utils.io import atomic_write_json
@@ -179,6 +184,7 @@ def diffusion_quality(
         batch_size=batch_size,
         seed=seed,
         progress=progress,
+        classifier=None if classifier is None else load_classifier(classifier).eval(),
     )
     typer.echo(f"{result['n']} images of {data.description}, diffusion model {model}, seed {seed}")
     typer.echo(format_denoising_table(result))
@@ -189,6 +195,7 @@ def diffusion_quality(
                 "command": "diffusion-quality",
                 "model": model,
                 "model_config": diffusion.config.to_dict(),
+                "classifier": classifier,
                 "dataset": data.description,
                 **result,
                 "environment": environment_info("cpu"),

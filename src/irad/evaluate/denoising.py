@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from irad.data import iterate_batches
 from irad.evaluate.quality import psnr
+from irad.evaluate.random_defense import wilson_interval
 
 
 @torch.no_grad()
@@ -28,6 +29,7 @@ def denoising_quality(
     batch_size: int = 100,
     seed: int = 0,
     progress: bool = True,
+    classifier: Any = None,
 ) -> dict[str, Any]:
     """Mean PSNR (dB) of noisy / one-shot / purified images against the clean ones, per ``t``.
 
@@ -37,6 +39,8 @@ def denoising_quality(
         steps: the ``t`` values.
         reverse_steps: reverse-chain length per ``t`` (default ``t``).
         seed: seeds the noise; the same images and seed give the same figures.
+        classifier: if given, also the accuracy (%) of ``classifier`` on the clean images and
+            on the DiffPure outputs (DiffPure's SA, one draw) and its 95 % Wilson interval.
 
     Returns:
         ``{"n", "seed", "rows": [{"t", "reverse_steps", "psnr_noisy", "psnr_one_shot",
@@ -56,9 +60,10 @@ def denoising_quality(
         )
         noise_gen = torch.Generator().manual_seed(seed)
         sums = {"psnr_noisy": 0.0, "psnr_one_shot": 0.0, "psnr_purified": 0.0}
+        correct = {"clean": 0, "purified": 0}
         seconds, n = 0.0, 0
         batches = iterate_batches(dataset, batch_size)
-        for x, _ in tqdm(batches, desc=f"t={t}", unit="batch", disable=not progress):
+        for x, y in tqdm(batches, desc=f"t={t}", unit="batch", disable=not progress):
             x = x.to(device)
             noise = torch.randn(x.shape, generator=noise_gen).to(device)
             x_t = model.diffuse(x * 2 - 1, t, noise)
@@ -69,6 +74,9 @@ def denoising_quality(
             sums["psnr_noisy"] += float(psnr(x, ((x_t + 1) / 2).clamp(0, 1)).sum())
             sums["psnr_one_shot"] += float(psnr(x, one_shot).sum())
             sums["psnr_purified"] += float(psnr(x, purified).sum())
+            if classifier is not None:
+                correct["clean"] += int((classifier(x).argmax(1) == y.to(device)).sum())
+                correct["purified"] += int((classifier(purified).argmax(1) == y.to(device)).sum())
             n += x.shape[0]
         rows.append(
             {
@@ -78,18 +86,28 @@ def denoising_quality(
                 "ms_per_image": 1000 * seconds / n,
             }
         )
+        if classifier is not None:
+            rows[-1]["accuracy_clean"] = 100 * correct["clean"] / n
+            rows[-1]["sa"] = 100 * correct["purified"] / n
+            rows[-1]["sa_ci95"] = [round(v, 2) for v in wilson_interval(correct["purified"], n)]
     return {"n": len(dataset), "seed": seed, "rows": rows}
 
 
 def format_denoising_table(result: dict[str, Any]) -> str:
     """Markdown table of :func:`denoising_quality`'s rows."""
-    lines = [
-        "| t | reverse steps | PSNR x_t (noisy) | PSNR one-shot x̂_0 | PSNR DiffPure | ms / image |",
-        "|---:|---:|---:|---:|---:|---:|",
-    ]
+    with_sa = all("sa" in r for r in result["rows"])
+    head = (
+        "| t | reverse steps | PSNR x_t (noisy) | PSNR one-shot x̂_0 | PSNR DiffPure | ms / image |"
+    )
+    lines = [head + (" accuracy clean | SA (DiffPure) | 95 % CI |" if with_sa else "")]
+    lines.append("|---:" * (9 if with_sa else 6) + "|")
     for r in result["rows"]:
-        lines.append(
+        line = (
             f"| {r['t']} | {r['reverse_steps']} | {r['psnr_noisy']:.2f} | "
             f"{r['psnr_one_shot']:.2f} | {r['psnr_purified']:.2f} | {r['ms_per_image']:.1f} |"
         )
+        if with_sa:
+            lo, hi = r["sa_ci95"]
+            line += f" {r['accuracy_clean']:.1f} | {r['sa']:.1f} | [{lo:.1f}, {hi:.1f}] |"
+        lines.append(line)
     return "\n".join(lines)
