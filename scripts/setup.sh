@@ -55,7 +55,7 @@ main() {
     constraints=$(mktemp)
     echo "torch==${torch_version}" >"$constraints"
     # The constraint stops torchattacks (which declares torchvision) from upgrading torch.
-    python -m pip install -q -c "$constraints" -e ".[test,metrics,diffusion]"
+    python -m pip install -q -c "$constraints" -e ".[test,metrics,diffusion,plots]"
     # torchattacks declares torchvision, but irad never imports it. Where no torchvision build
     # matches the installed torch (CPU-only machines: PyPI has only CUDA builds), the one pip
     # chose cannot be imported and breaks other imports (diffusers), so remove it. A working

@@ -154,11 +154,9 @@ def _build(defense: nn.Module | str) -> tuple[nn.Module, str | None]:
     """A defense module from a module or a spec such as ``"jpeg:quality=75"``."""
     if not isinstance(defense, str):
         return defense, None
-    from irad.defenses import build_defense
-    from irad.evaluate.specs import parse_spec
+    from irad.defenses import build_defense_spec
 
-    name, params = parse_spec(defense)
-    return build_defense(name, **params), defense
+    return build_defense_spec(defense), defense
 
 
 def purify_folder(

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from irad.errors import SettingError
+from irad.errors import ConfigError, SettingError
 
 T = TypeVar("T")
 
@@ -98,3 +99,76 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return self._key(name) in self._table
+
+
+# -- specs: "name:key=value,key=value" strings that name a registry entry and its arguments --
+
+
+def parse_value(text: str) -> Any:
+    """Convert a ``k=v`` value: int, then float, then bool/None words, else the string itself.
+
+    Example:
+        >>> [parse_value(v) for v in ("20", "2.5", "true", "none", "rand")]
+        [20, 2.5, True, None, 'rand']
+    """
+    text = text.strip()
+    lowered = text.lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        raise ConfigError(f"value {text!r} is not a finite number")
+    return value
+
+
+def parse_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """Split ``name:k=v,k=v`` into a name and typed keyword arguments.
+
+    Raises:
+        ConfigError: empty name, an item without ``=``, or a repeated key.
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise ConfigError("empty spec: expected 'name' or 'name:key=value,key=value'")
+    name, _, rest = text.strip().partition(":")
+    name = name.strip()
+    if not name:
+        raise ConfigError(f"spec {text!r} has no name before ':'")
+    params: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(
+                f"bad item {item!r} in spec {text!r}: expected key=value, "
+                "e.g. 'pgd:steps=20,alpha=2'"
+            )
+        if key in params:
+            raise ConfigError(f"key {key!r} given twice in spec {text!r}")
+        params[key] = parse_value(value)
+    return name, params
+
+
+def format_spec(name: str, params: Mapping[str, Any]) -> str:
+    """Inverse of :func:`parse_spec` (``name`` alone when there are no parameters)."""
+    if not params:
+        return name
+    return name + ":" + ",".join(f"{k}={_format_value(v)}" for k, v in params.items())
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

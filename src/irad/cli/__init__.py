@@ -26,6 +26,7 @@ def _root() -> None:
 # Each module adds its commands to `app`; importing them here keeps the command list in one place.
 from irad.cli import (  # noqa: E402
     classify,
+    convergence,
     convert,
     demo,
     diffusion,
@@ -44,6 +45,7 @@ for _module in (
     diffusion,
     pairs,
     evaluate,
+    convergence,
     reproduce,
     quality,
     purify,

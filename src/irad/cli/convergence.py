@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from irad.cli.options import DataDir, Progress, Threads
+from irad.cli.options import DataDir, Progress, Threads, set_threads
 
 EPILOG = """\
 Examples:
@@ -58,60 +58,26 @@ def convergence(
     """RA of a (random) defense under adaptive EOT-PGD against attack steps and EOT samples,
     each scored over re-drawn seeds (mean ± std and per-image worst case). Writes
     OUT/convergence.{json,md,png,svg}; a killed run resumes from OUT/runs."""
-    import torch
-
     from irad.checks import check_count
     from irad.data import load_dataset
-    from irad.defenses import build_defense_spec
-    from irad.evaluate.plots import matplotlib_missing, plot_convergence
-    from irad.evaluate.random_defense import convergence_study
+    from irad.evaluate.random_defense import run_convergence
     from irad.evaluate.specs import check_eps
-    from irad.models import load_classifier
-    from irad.utils.env import environment_info
-    from irad.utils.io import atomic_write_json, atomic_write_text
-    from irad.utils.lock import RunLock
 
-    if threads is not None:
-        torch.set_num_threads(threads)
+    set_threads(threads)
     eps_255, alpha_255 = check_eps(eps, "--eps"), check_eps(alpha, "--alpha")
     steps_list, eot_list = _ints(steps, "--steps"), _ints(eot, "--eot")
     data = load_dataset(dataset, "test", data_dir)
     check_count(n, "--n", len(data), f"images of {data.description}")
     x, y = data.subset(n).tensors()
-    model = build_defense_spec(defense)
-    victim = load_classifier(classifier).eval()
-    with RunLock(out, purpose="irad convergence"):
-        study = convergence_study(
-            model, victim, x, y,
-            steps=steps_list, eot=eot_list, fixed_eot=fixed_eot, fixed_steps=fixed_steps,
-            eps=eps_255 / 255, alpha=alpha_255 / 255,
-            score_seeds=[1001 + i for i in range(draws)], seed=seed, batch_size=batch_size,
-            progress=(lambda line: typer.echo(line, err=True)) if progress else None,
-            run_dir=out / "runs",
-        )  # fmt: skip
-        record = {
-            "command": "convergence",
-            "defense_spec": defense,
-            "classifier": classifier,
-            "dataset": data.description,
-            **study.to_dict(),
-            "levelled_off": study.levelled_off(),
-            "environment": environment_info("cpu"),
-        }
-        atomic_write_json(out / "convergence.json", record)
-        text = (
-            f"Adaptive EOT-PGD against `{defense}` + `{classifier}`: first {n} images of "
-            f"{data.description}, eps {eps_255:g}/255, step {alpha_255:g}/255, seed {seed}, "
-            f"scored over {draws} re-drawn seeds.\n\n{study.to_markdown()}\n"
-        )
-        atomic_write_text(out / "convergence.md", text)
-        figures = plot_convergence(record, out / "convergence")
+    _, text = run_convergence(
+        defense, classifier, x, y, out,
+        description=data.description,
+        log=(lambda line: typer.echo(line, err=True)) if progress else None,
+        steps=steps_list, eot=eot_list, fixed_eot=fixed_eot, fixed_steps=fixed_steps,
+        eps=eps_255 / 255, alpha=alpha_255 / 255,
+        score_seeds=[1001 + i for i in range(draws)], seed=seed, batch_size=batch_size,
+    )  # fmt: skip
     typer.echo(text)
-    typer.echo(
-        f"wrote {out / 'convergence.json'}, {out / 'convergence.md'}"
-        + (f", {', '.join(str(p) for p in figures)}" if figures else f" ({matplotlib_missing()})"),
-        err=True,
-    )
 
 
 def register(app: typer.Typer) -> None:

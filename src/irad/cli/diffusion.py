@@ -7,18 +7,14 @@ from typing import Annotated
 
 import typer
 
+from irad.cli.options import DataDir, Device, Progress, Threads, set_threads, subset_size
 from irad.cli.train import (
     CheckpointMinutes,
-    DataDir,
-    Device,
     GradClip,
     MaxSteps,
     Overwrite,
-    Progress,
     Resume,
     Seed,
-    Threads,
-    _set_threads,
     run_training,
 )
 
@@ -47,8 +43,11 @@ def train_diffusion(
     ] = "cifar10",
     data_dir: DataDir = None,
     eval_n: Annotated[
-        int, typer.Option(min=0, help="Held-out test images for the per-epoch PSNR (0: none).")
-    ] = 512,
+        int | None,
+        typer.Option(
+            min=0, help="Held-out test images for the per-epoch PSNR (default 512; 0: none)."
+        ),
+    ] = None,
     t_max: Annotated[
         int | None, typer.Option(min=1, help="Train on t in [1, T_MAX] (default: the preset's).")
     ] = None,
@@ -80,7 +79,7 @@ def train_diffusion(
     from irad.train.distributed import context_from_env
     from irad.utils.seed import seed_everything
 
-    _set_threads(threads)
+    set_threads(threads)
     model_config = DiffusionConfig.from_preset(preset, **({"t_max": t_max} if t_max else {}))
     config, ema = diffusion_train_config(
         preset,
@@ -98,9 +97,10 @@ def train_diffusion(
     )
     train = load_dataset(dataset, "train", data_dir)
     evaluation = None
-    if eval_n and not Path(dataset).exists():  # a named data set has a test split
+    if eval_n != 0 and not Path(dataset).exists():  # a named data set has a test split
         test = load_dataset(dataset, "test", data_dir)
-        evaluation = test.subset(min(eval_n, len(test)))
+        size = subset_size(eval_n, 512, len(test), "--eval-n", f"images of {test.description}")
+        evaluation = test if size is None else test.subset(size)
     seed_everything(seed)  # the initial weights
     objective = DiffusionObjective(
         DiffusionModel(model_config),
@@ -158,49 +158,31 @@ def diffusion_quality(
 ) -> None:
     """PSNR of the noisy x_t, the one-shot estimate and the DiffPure output against the clean
     images, for each t."""
+    from irad.checks import check_count
     from irad.data import load_dataset
     from irad.errors import InputError
-    from irad.evaluate.denoising import denoising_quality, format_denoising_table
-    from irad.models import load_classifier
-    from irad.models.diffusion import DiffusionModel
-    from irad.utils.env import environment_info
-    from irad.utils.io import atomic_write_json
+    from irad.evaluate.denoising import format_denoising_table, run_denoising_quality
 
-    _set_threads(threads)
+    set_threads(threads)
     try:
         steps = [int(s) for s in t.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--t takes comma-separated integers, e.g. 20,100; got {t!r}") from None
     data = load_dataset(dataset, split, data_dir)
-    if n > len(data):
-        raise InputError(f"--n {n} is more than the {len(data)} images of {data.description}")
-    data = data.subset(n)
-    diffusion = DiffusionModel.from_pretrained(model)
-    result = denoising_quality(
-        diffusion,
-        data,
+    check_count(n, "--n", len(data), f"images of {data.description}")
+    record = run_denoising_quality(
+        model,
+        data.subset(n),
         steps,
-        reverse_steps={s: min(s, reverse_steps) for s in steps} if reverse_steps else None,
+        reverse_steps=reverse_steps,
+        classifier=classifier,
         batch_size=batch_size,
         seed=seed,
         progress=progress,
-        classifier=None if classifier is None else load_classifier(classifier).eval(),
+        json_path=json_out,
     )
-    typer.echo(f"{result['n']} images of {data.description}, diffusion model {model}, seed {seed}")
-    typer.echo(format_denoising_table(result))
-    if json_out is not None:
-        atomic_write_json(
-            json_out,
-            {
-                "command": "diffusion-quality",
-                "model": model,
-                "model_config": diffusion.config.to_dict(),
-                "classifier": classifier,
-                "dataset": data.description,
-                **result,
-                "environment": environment_info("cpu"),
-            },
-        )
+    typer.echo(f"{record['n']} images of {data.description}, diffusion model {model}, seed {seed}")
+    typer.echo(format_denoising_table(record))
 
 
 def register(app: typer.Typer) -> None:

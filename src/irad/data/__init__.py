@@ -10,7 +10,7 @@ Example:
 """
 
 from irad.data.augment import RandomCropFlip, random_crop_flip
-from irad.data.batching import iterate_batches, num_batches
+from irad.data.batching import channel_stats, iterate_batches, num_batches
 from irad.data.cifar import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
@@ -18,11 +18,17 @@ from irad.data.cifar import (
     DatasetSource,
     load_cifar,
 )
-from irad.data.datasets import ImageDataset
+from irad.data.classes import check_classes, classifier_classes
+from irad.data.datasets import (
+    SUBSET_METHODS,
+    FewClassesWarning,
+    ImageDataset,
+    select_subset,
+)
 from irad.data.download import download_url, extract_tarball, verify_file
-from irad.data.folder import ImageFolderDataset
+from irad.data.folder import ImageFolderDataset, folder_to_npz
 from irad.data.image_io import IMAGE_EXTENSIONS, find_images, read_rgb, write_png
-from irad.data.load import DATASETS, Dataset, load_dataset
+from irad.data.load import DATASETS, Dataset, in_memory, load_dataset
 from irad.data.paths import DATA_ENV, resolve_data_dir
 
 __all__ = [
@@ -32,14 +38,21 @@ __all__ = [
     "DATASETS",
     "DATA_ENV",
     "IMAGE_EXTENSIONS",
+    "SUBSET_METHODS",
     "Dataset",
     "DatasetSource",
+    "FewClassesWarning",
     "ImageDataset",
     "ImageFolderDataset",
     "RandomCropFlip",
+    "channel_stats",
+    "check_classes",
+    "classifier_classes",
     "download_url",
     "extract_tarball",
     "find_images",
+    "folder_to_npz",
+    "in_memory",
     "iterate_batches",
     "load_cifar",
     "load_dataset",
@@ -47,6 +60,7 @@ __all__ = [
     "random_crop_flip",
     "read_rgb",
     "resolve_data_dir",
+    "select_subset",
     "verify_file",
     "write_png",
 ]

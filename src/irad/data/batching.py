@@ -120,3 +120,44 @@ def _batches(
             else:
                 x = augment(x)
         yield x, y
+
+
+def channel_stats(
+    dataset: Sequence[Any],
+    *,
+    max_images: int | None = 10_000,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of a data set's pixels in [0, 1].
+
+    What a classifier trained on the data normalises its input with (``build_classifier(...,
+    mean=..., std=...)``). Over every image, or a seeded random ``max_images`` of them
+    (``None``: all; data sets with a ``subset`` method) so that a large folder is not read
+    whole; sums in float64.
+
+    Returns:
+        ``(mean, std)``, three floats each (R, G, B), rounded to 4 decimals.
+
+    Example:
+        >>> from irad.data import ImageDataset
+        >>> ds = ImageDataset(torch.full((2, 4, 4, 3), 51, dtype=torch.uint8), [0, 1])
+        >>> channel_stats(ds)
+        ([0.2, 0.2, 0.2], [0.0, 0.0, 0.0])
+    """
+    if max_images is not None and len(dataset) > max_images and hasattr(dataset, "subset"):
+        dataset = dataset.subset(max_images, seed=seed)
+    if len(dataset) == 0:
+        raise InputError("channel_stats: the data set is empty")
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    for x, _ in iterate_batches(dataset, batch_size):
+        x = x.double()
+        total += x.sum(dim=(0, 2, 3))
+        squares += x.pow(2).sum(dim=(0, 2, 3))
+        count += x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / count
+    std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
+    return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
+

@@ -4,15 +4,64 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from irad.checks import check_choice, check_seed
 from irad.data.npz import read_npz, write_npz
 from irad.errors import DataError, InputError
+
+#: How a subset of ``n`` images is picked (:func:`select_subset`, the CLI's ``--subset``).
+SUBSET_METHODS = ("first", "random", "stratified")
+
+
+class FewClassesWarning(UserWarning):
+    """A "first n" subset holds far fewer classes than its data set (sorted by class?)."""
+
+
+def _stratified_rows(labels: Tensor, n: int, seed: int | None) -> Tensor:
+    """``n`` rows with every class in proportion to its size (largest shares first).
+
+    Each row gets the key ``(rank in its class + 0.5) / class size`` (ranks in data-set order,
+    or in a seeded random order); the ``n`` smallest keys win, ties in that same order. So each
+    class gets ``n * size / total`` rows up to rounding, and the subsets are nested in ``n``.
+    """
+    total = labels.numel()
+    if seed is None:
+        order = torch.arange(total)
+    else:
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(int(seed)))
+    ordered = labels[order]
+    key = torch.empty(total, dtype=torch.float64)
+    for label in torch.unique(ordered).tolist():
+        where = (ordered == label).nonzero().flatten()
+        key[where] = (torch.arange(where.numel(), dtype=torch.float64) + 0.5) / where.numel()
+    return order[torch.sort(key, stable=True).indices[:n]].sort().values
+
+
+def warn_if_few_classes(labels: Tensor, rows: Tensor, what: str) -> None:
+    """Warn (:class:`FewClassesWarning`) when ``rows``, the first rows of a data set, hold
+    less than half the classes they could: the usual sign of a data set sorted by class."""
+    if rows.numel() == 0 or labels.numel() == 0:
+        return
+    present = int(torch.unique(labels).numel())
+    got = int(torch.unique(labels.index_select(0, rows)).numel())
+    if 2 * got < min(present, rows.numel()):
+        warnings.warn(
+            f"{what}: the first {rows.numel()} images hold only {got} of the {present} classes "
+            "of the data set (it is probably sorted by class), so a score on them says little; "
+            "pick a random or stratified subset instead (--subset random or --subset "
+            "stratified on the command line; subset(n, seed=0) or subset(n, seed=0, "
+            "stratify=True) in Python)",
+            FewClassesWarning,
+            stacklevel=3,
+        )
 
 
 def select_indices(
@@ -21,17 +70,26 @@ def select_indices(
     *,
     seed: int | None = None,
     indices: Sequence[int] | Tensor | None = None,
+    labels: Tensor | None = None,
+    stratify: bool = False,
 ) -> tuple[Tensor, str]:
     """Pick the rows of a subset and describe how they were picked.
 
     ``n`` alone takes the first ``n`` rows; ``n`` with ``seed`` takes a seeded random ``n`` rows
     (kept in data-set order, and nested: the subset for a smaller ``n`` and the same seed is
-    contained in the one for a larger ``n``); ``indices`` takes exactly those rows.
+    contained in the one for a larger ``n``); ``stratify=True`` (needs ``labels``) takes every
+    class in proportion to its size, the rows of each class first-come or, with ``seed``, in a
+    seeded random order (nested too); ``indices`` takes exactly those rows.
 
     Returns ``(rows, description)`` with ``rows`` an int64 tensor.
+
+    Example:
+        >>> labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+        >>> select_indices(8, 4, labels=labels, stratify=True)
+        (tensor([0, 1, 4, 5]), 'stratified 4')
     """
     if indices is not None:
-        if n is not None or seed is not None:
+        if n is not None or seed is not None or stratify:
             raise InputError("subset: pass either indices or n (with an optional seed), not both")
         rows = torch.as_tensor(indices, dtype=torch.int64).reshape(-1)
         if rows.numel() and (int(rows.min()) < -total or int(rows.max()) >= total):
@@ -42,18 +100,66 @@ def select_indices(
         rows = torch.where(rows < 0, rows + total, rows)
         return rows, f"indices ({rows.numel()} rows)"
     if n is None:
-        if seed is not None:
-            raise InputError("subset: a seed needs a size n (subset(n, seed=...))")
+        if seed is not None or stratify:
+            raise InputError("subset: a seed or stratify needs a size n (subset(n, seed=...))")
         return torch.arange(total), "all"
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise InputError(f"subset: n must be a non-negative integer, got {n!r}")
     if n > total:
         raise InputError(f"subset: asked for {n} images but the data set has only {total}")
+    if stratify:
+        if labels is None or labels.numel() != total:
+            raise InputError("subset: stratify=True needs the label of every row")
+        rows = _stratified_rows(labels, n, seed)
+        return rows, f"stratified {n}" + ("" if seed is None else f", seed {seed}")
     if seed is None:
         return torch.arange(n), f"first {n}"
     generator = torch.Generator().manual_seed(int(seed))
     rows = torch.randperm(total, generator=generator)[:n].sort().values
     return rows, f"random {n}, seed {seed}"
+
+
+def subset_rows(
+    dataset: Any,
+    n: int | None,
+    *,
+    seed: int | None,
+    indices: Sequence[int] | Tensor | None,
+    stratify: bool,
+) -> tuple[Tensor, str]:
+    """:func:`select_indices` for a data set with labels ``.y``, plus the first-``n`` warning.
+
+    The one implementation behind every ``subset`` method (in-memory sets, image folders,
+    adversarial pairs).
+    """
+    rows, how = select_indices(
+        len(dataset), n, seed=seed, indices=indices, labels=dataset.y, stratify=stratify
+    )
+    if how.startswith("first "):
+        warn_if_few_classes(dataset.y, rows, str(getattr(dataset, "description", "subset")))
+    return rows, how
+
+
+def select_subset(dataset: Any, n: int | None, method: str = "first", seed: int = 0) -> Any:
+    """The subset of ``n`` images picked by ``method`` (one of :data:`SUBSET_METHODS`).
+
+    ``"first"``: the first ``n`` in data-set order; ``"random"``: a seeded random ``n``;
+    ``"stratified"``: every class in proportion to its size, seeded. ``n=None`` keeps the whole
+    data set (in its order, whatever the method). Works for every data set with
+    ``subset(n, seed=..., stratify=...)``: :class:`ImageDataset`, image folders, pairs.
+
+    Example:
+        >>> ds = ImageDataset(torch.zeros(6, 2, 2, 3, dtype=torch.uint8), [0, 0, 0, 1, 1, 1])
+        >>> select_subset(ds, 2, "stratified").y.tolist()
+        [0, 1]
+    """
+    method = check_choice(method, "subset method (--subset)", SUBSET_METHODS)
+    seed = check_seed(seed, "subset seed (--subset-seed)")
+    if n is None:
+        return dataset
+    if method == "first":
+        return dataset.subset(n)
+    return dataset.subset(n, seed=seed, stratify=method == "stratified")
 
 
 def _as_uint8_images(x: object) -> Tensor:
@@ -167,14 +273,17 @@ class ImageDataset:
         *,
         seed: int | None = None,
         indices: Sequence[int] | Tensor | None = None,
+        stratify: bool = False,
     ) -> ImageDataset:
-        """A deterministic subset: the first ``n``, a seeded random ``n``, or given ``indices``.
+        """A deterministic subset: the first ``n``, a seeded random ``n``, every class in
+        proportion (``stratify=True``), or given ``indices`` (see :func:`select_indices`).
 
         The result records how it was made in ``.description`` (e.g.
         ``"cifar10/test[random 1000, seed 0]"``) and the original row of each image in
-        ``.source_indices``.
+        ``.source_indices``. A first-``n`` subset that holds far fewer classes than the data set
+        (a data set sorted by class) gives a :class:`FewClassesWarning`.
         """
-        rows, how = select_indices(len(self), n, seed=seed, indices=indices)
+        rows, how = subset_rows(self, n, seed=seed, indices=indices, stratify=stratify)
         return ImageDataset(
             self.x[rows],
             self.y[rows],

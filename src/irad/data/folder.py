@@ -13,9 +13,35 @@ from PIL import Image
 from torch import Tensor
 
 from irad.checks import check_int
-from irad.data.datasets import ImageDataset, select_indices
-from irad.data.image_io import IMAGE_EXTENSIONS, find_images, is_image_file, read_rgb, to_uint8
+from irad.data.datasets import ImageDataset, subset_rows
+from irad.data.image_io import (
+    IMAGE_EXTENSIONS,
+    find_images,
+    image_size,
+    is_image_file,
+    read_rgb,
+    to_uint8,
+)
 from irad.errors import DataError, InputError
+
+#: Environment variable: how many GiB an image folder may take once loaded into memory.
+MEMORY_ENV = "IRAD_MAX_MEMORY_GB"
+#: Default of that limit, in GiB (uint8 pixels: 50,000 CIFAR images take 0.14 GiB).
+DEFAULT_MEMORY_GB = 8.0
+
+
+def memory_limit() -> int:
+    """Bytes an image folder may take in memory: ``$IRAD_MAX_MEMORY_GB``, else 8 GiB."""
+    text = os.environ.get(MEMORY_ENV)
+    if text is None or not text.strip():
+        return int(DEFAULT_MEMORY_GB * 2**30)
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = -1.0
+    if not gib > 0:
+        raise InputError(f"${MEMORY_ENV} must be a positive number of GiB, got {text!r}")
+    return int(gib * 2**30)
 
 
 def resize_center_crop(image: Image.Image, size: int, resize: int | None = None) -> Image.Image:
@@ -149,9 +175,10 @@ class ImageFolderDataset:
         *,
         seed: int | None = None,
         indices: Sequence[int] | Tensor | None = None,
+        stratify: bool = False,
     ) -> ImageFolderDataset:
         """A deterministic subset (see :meth:`ImageDataset.subset`); images stay on disk."""
-        rows, how = select_indices(len(self), n, seed=seed, indices=indices)
+        rows, how = subset_rows(self, n, seed=seed, indices=indices, stratify=stratify)
         out = object.__new__(ImageFolderDataset)
         out.root, out.image_size, out.resize, out.name = (
             self.root,
@@ -172,8 +199,32 @@ class ImageFolderDataset:
         x, y = self.take(range(len(self)))
         return x.to(dtype), y
 
-    def to_memory(self) -> ImageDataset:
-        """Load every image into an :class:`ImageDataset` (equal sizes needed)."""
+    def memory_bytes(self) -> int:
+        """Bytes :meth:`to_memory` needs (uint8 pixels; the first image's size stands for all
+        when there is no ``image_size``)."""
+        if not self.samples:
+            return 0
+        if self.image_size is not None:
+            h = w = self.image_size
+        else:
+            h, w = image_size(self.samples[0][0])
+        return len(self.samples) * h * w * 3
+
+    def to_memory(self, max_bytes: int | None = None) -> ImageDataset:
+        """Load every image into an :class:`ImageDataset` (equal sizes needed).
+
+        Refused with a :class:`~irad.errors.DataError` before any image is read when the pixels
+        would take more than ``max_bytes`` (default :func:`memory_limit`: ``$IRAD_MAX_MEMORY_GB``
+        or 8 GiB).
+        """
+        limit = memory_limit() if max_bytes is None else int(max_bytes)
+        need = self.memory_bytes()
+        if need > limit:
+            raise DataError(
+                f"{self.description}: its {len(self)} images would take {need / 2**30:.2f} GiB "
+                f"in memory, more than the limit of {limit / 2**30:.2f} GiB; use fewer images "
+                f"(--n), smaller ones (image_size), or raise the limit (${MEMORY_ENV}=GiB)"
+            )
         images = [self.load_uint8(i) for i in range(len(self))]
         x = stack_images([im.permute(2, 0, 1) for im in images], [p for p, _ in self.samples])
         return ImageDataset(
@@ -194,6 +245,31 @@ class ImageFolderDataset:
                 h.update(path.read_bytes())
             self._fingerprint = h.hexdigest()
         return self._fingerprint
+
+
+def folder_to_npz(
+    root: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    image_size: int | None = None,
+    resize: int | None = None,
+    max_bytes: int | None = None,
+) -> ImageDataset:
+    """Convert an image folder (one sub-folder per class) to the ``.npz`` layout.
+
+    Writes ``x`` uint8 ``[N, H, W, 3]``, ``y`` int64 ``[N]`` and ``classes`` (the sorted
+    sub-folder names: label ``k`` is ``classes[k]``) atomically; returns the loaded set.
+    ``image_size`` resizes and center-crops images of mixed sizes (see
+    :class:`ImageFolderDataset`); ``max_bytes`` as :meth:`ImageFolderDataset.to_memory`.
+
+    Example:
+        >>> data = folder_to_npz("data/train", "npz/train.npz")  # doctest: +SKIP
+        >>> data.classes  # doctest: +SKIP
+        ['cat', 'dog', 'fox']
+    """
+    data = ImageFolderDataset(root, image_size, resize=resize).to_memory(max_bytes)
+    data.save_npz(out)
+    return data
 
 
 def _scan(root: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tuple[Path, int]]]:

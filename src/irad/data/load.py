@@ -71,3 +71,23 @@ def load_dataset(
     # Neither a path nor a known name: the registry's error suggests close names.
     otherwise = "or pass the path of a .npz file or of an image folder (a sub-folder per class)"
     return DATASETS.get(text, otherwise=otherwise)(split, data_dir, download=download)
+
+
+def in_memory(dataset: Dataset, max_bytes: int | None = None) -> ImageDataset:
+    """``dataset`` as an :class:`ImageDataset`: an image folder is loaded into memory.
+
+    For the work that needs every pixel at hand (adversarial pairs). The size is checked
+    before any image is read (:meth:`ImageFolderDataset.to_memory`: ``max_bytes``, default
+    ``$IRAD_MAX_MEMORY_GB`` or 8 GiB); take a subset first to load only that.
+
+    Example:
+        >>> train = in_memory(load_dataset("data/train").subset(500, seed=0))  # doctest: +SKIP
+    """
+    if isinstance(dataset, ImageDataset):
+        return dataset
+    return dataset.to_memory(max_bytes)
+
+
+def is_named_dataset(name_or_path: str | os.PathLike[str]) -> bool:
+    """Whether ``name_or_path`` names a built-in data set (``cifar10``) rather than a path."""
+    return str(name_or_path) in DATASETS

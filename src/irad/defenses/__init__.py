@@ -18,7 +18,8 @@ from irad.defenses.median import MedianFilter
 from irad.defenses.randomization import Randomization
 from irad.defenses.reconstruction import ImplicitReconstruction, build_recons
 from irad.defenses.resampling import ImageResampling, ir_bil_si, ir_bil_sv, ir_nea_si, ir_nea_sv
-from irad.registry import Registry
+from irad.errors import ConfigError
+from irad.registry import Registry, parse_spec
 
 DEFENSES: Registry[Defense] = Registry("defense")
 DEFENSES.register("none", "identity")(Identity)
@@ -59,6 +60,32 @@ def build_defense(name: str, **kwargs: object) -> Defense:
     return DEFENSES.build(name, **kwargs)
 
 
+def build_defense_spec(spec: str | Defense) -> Defense:
+    """A defense from a spec string: ``"jpeg:quality=75"``, or a chain of specs joined by ``>``
+    and applied left to right (``"diffpure:t=20>irad"`` is IRAD+DiffPure). A :class:`Defense`
+    is returned as it is.
+
+    Example:
+        >>> chain = build_defense_spec("bit-depth:bits=5>median")
+        >>> [type(p).__name__ for p in chain.parts]
+        ['BitDepthReduction', 'MedianFilter']
+    """
+    if isinstance(spec, Defense):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(
+            f"a defense spec is a non-empty string such as 'jpeg:quality=75', got {spec!r}"
+        )
+    parts = spec.split(">")
+    if any(not part.strip() for part in parts):
+        raise ConfigError(
+            f"defense chain {spec!r} has an empty part: join specs with '>', e.g. "
+            "'diffpure:t=20>irad'"
+        )
+    built = [DEFENSES.build(name, **params) for name, params in map(parse_spec, parts)]
+    return built[0] if len(built) == 1 else DefenseChain(*built)
+
+
 __all__ = [
     "DEFENSES",
     "IRAD",
@@ -74,4 +101,5 @@ __all__ = [
     "MedianFilter",
     "Randomization",
     "build_defense",
+    "build_defense_spec",
 ]

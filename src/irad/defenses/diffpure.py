@@ -21,10 +21,9 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from irad.defenses._params import as_choice
+from irad.checks import check_choice, check_seed
 from irad.defenses.base import Defense
 from irad.errors import InputError
-from irad.resample.samplers import check_seed
 
 
 def reverse_timesteps(t: int, reverse_steps: int) -> list[int]:
@@ -141,9 +140,9 @@ class DiffPure(Defense):
         if self.t > 0:
             reverse_timesteps(self.t, steps)  # validates
         self.reverse_steps = steps
-        self.sampler = as_choice(sampler, "sampler", ("ddpm", "ddim"))
-        self.variance = as_choice(variance, "variance", ("small", "large"))
-        self.seed = None if seed is None else check_seed(seed)
+        self.sampler = check_choice(sampler, "sampler", ("ddpm", "ddim"))
+        self.variance = check_choice(variance, "variance", ("small", "large"))
+        self.seed = check_seed(seed, optional=True)
         self.generator = None if self.seed is None else torch.Generator().manual_seed(self.seed)
         self.checkpointing = bool(checkpointing)
         self.stochastic = self.t > 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -111,3 +112,47 @@ def format_denoising_table(result: dict[str, Any]) -> str:
             line += f" {r['accuracy_clean']:.1f} | {r['sa']:.1f} | [{lo:.1f}, {hi:.1f}] |"
         lines.append(line)
     return "\n".join(lines)
+
+
+def run_denoising_quality(
+    model: str,
+    dataset: Any,
+    steps: Sequence[int] = (20, 100),
+    *,
+    reverse_steps: int | None = None,
+    classifier: str | None = None,
+    batch_size: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+    json_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Load the diffusion model (and classifier), run :func:`denoising_quality`, and write the
+    record (result, settings, environment) to ``json_path`` atomically when given."""
+    from irad.models import load_classifier
+    from irad.models.diffusion import DiffusionModel
+    from irad.utils.env import environment_info
+    from irad.utils.io import atomic_write_json
+
+    diffusion = DiffusionModel.from_pretrained(model)
+    result = denoising_quality(
+        diffusion,
+        dataset,
+        steps,
+        reverse_steps={t: min(t, reverse_steps) for t in steps} if reverse_steps else None,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        classifier=None if classifier is None else load_classifier(classifier).eval(),
+    )
+    record = {
+        "command": "diffusion-quality",
+        "model": model,
+        "model_config": diffusion.config.to_dict(),
+        "classifier": classifier,
+        "dataset": getattr(dataset, "description", None),
+        **result,
+        "environment": environment_info("cpu"),
+    }
+    if json_path is not None:
+        atomic_write_json(json_path, record)
+    return record

@@ -297,13 +297,12 @@ def build_defenses(specs: Sequence[str]) -> dict[str, Defense]:
         >>> list(build_defenses(["none", "jpeg:quality=75"]))
         ['none', 'jpeg:quality=75']
     """
-    from irad.defenses import build_defense
+    from irad.defenses import build_defense_spec
 
     out: dict[str, Defense] = {}
     for text in specs:
-        name, params = parse_spec(text)
-        label = format_spec(name, params)
+        label = ">".join(format_spec(*parse_spec(part)) for part in text.split(">"))
         if label in out:
             raise ConfigError(f"defense {label!r} is given twice")
-        out[label] = build_defense(name, **params)
+        out[label] = build_defense_spec(text)
     return out

@@ -5,14 +5,14 @@ their labels mean what the classifier's outputs mean (:func:`check_classes`)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from irad.checks import check_count, check_images, check_labels
-from irad.errors import ConfigError, InputError
+from irad.data.classes import check_classes as _check_classes
+from irad.errors import InputError
 
 
 class EvalImages:
@@ -101,6 +101,26 @@ class EvalImages:
 
         yield from iterate_batches(self.dataset, batch_size)
 
+    def batch(self, index: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        """Batch ``index`` of :meth:`batches` alone (an image folder loads only its images)."""
+        start = index * batch_size
+        if not 0 <= start < self.n:
+            raise InputError(f"batch {index} of {batch_size} images is outside the {self.n} images")
+        if self._x is not None:
+            return self._x[start : start + batch_size], self._y[start : start + batch_size]
+        from irad.data import iterate_batches
+
+        return next(iter(iterate_batches(self.dataset, batch_size, start_batch=index)))
+
+    def labels(self) -> list[int]:
+        """The label of every image, in order."""
+        if self._y is not None:
+            return [int(v) for v in self._y.tolist()]
+        labels = getattr(self.dataset, "y", None)
+        if isinstance(labels, Tensor) and labels.shape[0] == self.n:
+            return [int(v) for v in labels.tolist()]
+        return [int(v) for _, y in self.batches(256) for v in y.tolist()]
+
     def info(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -110,83 +130,17 @@ class EvalImages:
         }
 
 
-def classifier_classes(classifier: nn.Module) -> list[str] | None:
-    """The classifier's class names in output order, where known: a ``classes`` attribute, a
-    ``classes`` entry in its config, or the CIFAR data set it was trained on (irad training
-    records it)."""
-    names = getattr(classifier, "classes", None)
-    config = getattr(classifier, "config", None)
-    if names is None and isinstance(config, dict):
-        names = config.get("classes")
-        if names is None:
-            from irad.data import CIFAR10_CLASSES, CIFAR100_CLASSES
-
-            train_set = (config.get("training") or {}).get("train_set") or {}
-            source = str(train_set.get("name", "")).split("/")[0].lower()
-            names = {"cifar10": CIFAR10_CLASSES, "cifar100": CIFAR100_CLASSES}.get(source)
-    return [str(c) for c in names] if names is not None else None
-
-
-def _declared(classes: Sequence[str] | None) -> bool:
-    """Whether class names were given (not the default "0", "1", ... made from the labels)."""
-    return classes is not None and list(classes) != [str(k) for k in range(len(classes))]
-
-
-def _listing(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
-
-
 def check_classes(images: EvalImages, classifier: nn.Module) -> None:
-    """Refuse data whose labels do not mean the classifier's outputs.
-
-    Label ``k`` is scored as correct when the classifier's output ``k`` is the largest, so the
-    data set's classes must be the classifier's, in the same order. Refused: a label beyond the
-    classifier's outputs; class names that differ from the classifier's (where both are known);
-    a data set that names its classes but has another number of them (a folder with only
-    ``cat/`` and ``dog/`` in front of a 10-class classifier would be scored as classes 0 and 1).
+    """Refuse evaluation images whose labels do not mean the classifier's outputs
+    (:func:`irad.data.classes.check_classes`, the one check every command uses).
 
     Raises:
         ConfigError: naming both class lists and the fix.
     """
-    outputs = getattr(classifier, "num_classes", None)
-    if not isinstance(outputs, int):
-        x, _ = next(iter(images.batches(1)))
-        device = next((p.device for p in classifier.parameters()), torch.device("cpu"))
-        with torch.no_grad():
-            outputs = int(classifier(x.to(device)).shape[-1])
-    if images.max_label >= outputs:
-        raise ConfigError(
-            f"the labels of {images.name} go up to {images.max_label} but the classifier has "
-            f"{outputs} outputs (classes 0 to {outputs - 1}): this data set was not made for "
-            "this classifier"
-        )
-    data = images.classes
-    if not _declared(data):
-        return
-    assert data is not None
-    known = classifier_classes(classifier)
-    fix = (
-        "Evaluate on a data set with the classifier's classes in its label order; an image "
-        "folder takes its classes from its sub-folders, sorted, empty ones included, so give it "
-        "one sub-folder per class of the classifier"
+    _check_classes(
+        classifier,
+        images.classes,
+        images.max_label,
+        images.name,
+        sample=lambda: next(iter(images.batches(1)))[0],
     )
-    if known is not None and list(known) != list(data):
-        raise ConfigError(
-            f"the classes of {images.name} ({_listing(data)}) are not the classifier's "
-            f"({_listing(known)}): label k would be scored as the classifier's class k. {fix}"
-        )
-    if known is None and len(data) != outputs:
-        raise ConfigError(
-            f"{images.name} has {len(data)} classes ({_listing(data)}) but the classifier has "
-            f"{outputs} outputs: label k would be scored as output k, whatever class that is. "
-            f"{fix}{_cifar10_hint(outputs)}"
-        )
-
-
-def _cifar10_hint(outputs: int) -> str:
-    if outputs != 10:
-        return ""
-    from irad.data import CIFAR10_CLASSES
-
-    return f" (CIFAR-10: {', '.join(CIFAR10_CLASSES)})"

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from irad.errors import InputError
+from irad.evaluate.intervals import count_interval
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,16 @@ class Count:
             return float("nan")
         p = self.correct / self.total
         return 100.0 * math.sqrt(p * (1.0 - p) / self.total)
+
+    def ci95(self, draws: int = 1) -> tuple[float, float]:
+        """95 % Wilson interval of :attr:`percent` (:func:`irad.evaluate.intervals.count_interval`:
+        with ``draws > 1`` the number of images ``total / draws`` is the sample size).
+
+        Example:
+            >>> [round(v, 1) for v in Count(50, 100).ci95()]
+            [40.4, 59.6]
+        """
+        return count_interval(self.correct, self.total, draws)
 
     def to_dict(self) -> dict[str, Any]:
         return {"correct": self.correct, "total": self.total, "percent": self.percent}

@@ -49,7 +49,7 @@ def plot_convergence(study: dict[str, Any], prefix: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
     axes[1].legend(fontsize=7, loc="best")
-    name = study["defense"].get("name", "defense")
+    name = study.get("defense_spec") or study["defense"].get("name", "defense")
     fig.suptitle(
         f"adaptive EOT-PGD against {name}: {study['n']} images, eps {study['eps'] * 255:.0f}/255",
         fontsize=9,

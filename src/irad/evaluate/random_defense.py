@@ -20,7 +20,6 @@ iterate after ``k`` steps of a long run is exactly the result of a ``k``-step ru
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from torch import Tensor, nn
 
 from irad.checkpoint import checkpoint_paths, load_state, save_state
 from irad.errors import InputError
+from irad.evaluate.intervals import wilson_interval  # re-exported (moved there)
 from irad.evaluate.specs import digest
 from irad.utils.seed import seeded
 
@@ -108,24 +108,6 @@ def summarize_draws(correct: Tensor) -> dict[str, Any]:
         "n": n,
         "draws": correct.shape[0],
     }
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval of a binomial proportion, in %.
-
-    Example:
-        >>> [round(v, 1) for v in wilson_interval(50, 100)]
-        [40.4, 59.6]
-        >>> wilson_interval(0, 10)[0]
-        0.0
-    """
-    if n <= 0:
-        raise InputError("a proportion needs n > 0")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half))
 
 
 def eot_pgd_iterates(
@@ -349,3 +331,58 @@ def _attack_run(
             )
             for step in keep:
                 kept[step].append(out[step])
+
+
+def run_convergence(
+    defense: str | nn.Module,
+    classifier: str | nn.Module,
+    x: Tensor,
+    y: Tensor,
+    out_dir: str | Path,
+    *,
+    description: str = "",
+    log: Any = None,
+    **settings: Any,
+) -> tuple[ConvergenceStudy, str]:
+    """:func:`convergence_study` in a locked run folder: writes ``convergence.json`` (the
+    study, settings, environment), ``convergence.md`` and the figure (PNG, SVG); attack runs
+    are kept in ``out_dir/runs`` so a killed study resumes. Returns the study and its text."""
+    from irad.defenses import build_defense_spec
+    from irad.evaluate.plots import matplotlib_missing, plot_convergence
+    from irad.models import load_classifier
+    from irad.utils.env import environment_info
+    from irad.utils.io import atomic_write_json, atomic_write_text
+    from irad.utils.lock import RunLock
+
+    out = Path(out_dir)
+    model = build_defense_spec(defense) if isinstance(defense, str) else defense
+    victim = (load_classifier(classifier) if isinstance(classifier, str) else classifier).eval()
+    with RunLock(out, purpose="convergence study"):
+        study = convergence_study(
+            model, victim, x, y, run_dir=out / "runs", progress=log, **settings
+        )
+        record = {
+            "command": "convergence",
+            "defense_spec": defense if isinstance(defense, str) else None,
+            "classifier": classifier if isinstance(classifier, str) else type(classifier).__name__,
+            "dataset": description,
+            **study.to_dict(),
+            "levelled_off": study.levelled_off(),
+            "environment": environment_info("cpu"),
+        }
+        atomic_write_json(out / "convergence.json", record)
+        text = (
+            f"Adaptive EOT-PGD against `{record['defense_spec'] or study.defense.get('name')}` + "
+            f"`{record['classifier']}`: {study.n} images of {description or 'the data'}, eps "
+            f"{study.eps * 255:g}/255, step {study.alpha * 255:g}/255, seed "
+            f"{study.settings['seed']}, scored over {len(study.settings['score_seeds'])} re-drawn "
+            f"seeds.\n\n{study.to_markdown()}\n"
+        )
+        atomic_write_text(out / "convergence.md", text)
+        figures = plot_convergence(record, out / "convergence")
+    if log is not None:
+        log(
+            f"wrote {out / 'convergence.json'}, {out / 'convergence.md'}"
+            + (f", {', '.join(map(str, figures))}" if figures else f" ({matplotlib_missing()})")
+        )
+    return study, text

@@ -18,12 +18,11 @@ from typing import Any
 
 from torch import nn
 
-from irad.defenses import Defense, build_defense
+from irad.defenses import Defense, build_defense_spec
 from irad.evaluate import paper
 from irad.evaluate.config import EvaluationConfig, protocol_config
 from irad.evaluate.harness import evaluate_defenses
 from irad.evaluate.results import WORST_CASE, EvaluationResult
-from irad.evaluate.specs import parse_spec
 from irad.registry import Registry
 from irad.utils.io import atomic_write_text
 from irad.utils.lock import RunLock
@@ -55,8 +54,7 @@ class TableSpec:
         values = {**DEFAULT_VARIABLES, **(variables or {})}
         out: dict[str, Defense] = {}
         for row in self.rows:
-            name, params = parse_spec(row.defense.format(**values))
-            out[row.label] = build_defense(name, **params)
+            out[row.label] = build_defense_spec(row.defense.format(**values))
         return out
 
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from irad.checks import check_batch_size
 from irad.data import RandomCropFlip, iterate_batches, num_batches
 from irad.errors import ConfigError, InputError
 from irad.models.diffusion import DiffusionModel
@@ -40,9 +41,10 @@ class _ModelWithEMA(nn.Module):
 
 
 def _psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB of images in [0, 1], averaged over the batch."""
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return float((10 * torch.log10(1 / mse)).mean())
+    """Mean PSNR in dB over the batch (the one PSNR, :func:`irad.evaluate.quality.psnr`)."""
+    from irad.evaluate.quality import psnr  # lazy: training does not need the evaluation package
+
+    return float(psnr(b, a.clamp(0, 1)).mean())
 
 
 class DiffusionObjective:
@@ -84,8 +86,7 @@ class DiffusionObjective:
     ) -> None:
         if not isinstance(model, DiffusionModel):
             raise InputError(f"model must be a DiffusionModel, got {type(model).__name__}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = check_batch_size(batch_size)
         if len(train_set) < batch_size:
             raise InputError(
                 f"the training set has {len(train_set)} images, fewer than one batch of "

@@ -9,12 +9,18 @@ How work is split: every process draws the same global batch (same seed, same or
 its own contiguous slice of it (:func:`shard_batch`), DDP averages the gradients, and so a step
 sees the same ``batch_size`` samples whatever the number of processes. Only rank 0 writes files
 and prints.
+
+Evaluation (``irad evaluate``, ``irad reproduce``) and pair generation (``irad prepare-pairs``)
+use the same context differently: they split *whole batches* (chunks of pairs) over the
+processes, each process writes its own batches' results, and the results are exchanged with
+:meth:`DistributedContext.all_gather_object` (see :mod:`irad.evaluate.shards`).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +28,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from irad.errors import ConfigError
+from irad.errors import ConfigError, IradError
+
+
+class DistributedError(IradError, RuntimeError):
+    """Another process of a ``torchrun`` job failed or did not deliver its share of the work."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,46 @@ class DistributedContext:
             dist.all_reduce(values, op=dist.ReduceOp.SUM)
         return values
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every process's ``obj`` (picklable), in rank order; ``[obj]`` for one process."""
+        if not self.is_distributed:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any, src: int = 0) -> Any:
+        """``obj`` of rank ``src`` on every process (picklable); ``obj`` itself for one process."""
+        if not self.is_distributed:
+            return obj
+        box = [obj if self.rank == src else None]
+        dist.broadcast_object_list(box, src=src)
+        return box[0]
+
+    def on_main(self, step: Callable[[], Any]) -> Any:
+        """Run ``step`` on rank 0 only and hand its value to every process.
+
+        The other processes wait. An exception on rank 0 is raised there and, as a
+        :class:`DistributedError` naming it, on every other rank, so no process is left waiting
+        for a rank that stopped.
+        """
+        if not self.is_distributed:
+            return step()
+        value: Any = None
+        failure: BaseException | None = None
+        if self.is_main:
+            try:
+                value = step()
+            except Exception as err:  # re-raised below, after the others are told
+                failure = err
+        message = None if failure is None else f"{type(failure).__name__}: {failure}"
+        message, value = self.broadcast_object((message, value if failure is None else None))
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise DistributedError(f"rank 0 stopped, so this rank stops too: {message}")
+        return value
+
     def close(self) -> None:
         """Destroy the process group if this context created it."""
         if self.owns_group and dist.is_initialized():
@@ -91,10 +141,14 @@ def context_from_env() -> DistributedContext:
     return DistributedContext(rank=rank, local_rank=_env_int("LOCAL_RANK", rank), world_size=world)
 
 
-def setup_distributed(device: torch.device) -> DistributedContext:
+def setup_distributed(
+    device: torch.device, *, timeout: datetime.timedelta | None = None
+) -> DistributedContext:
     """Join the ``torchrun`` process group when ``WORLD_SIZE > 1``; else a single-process context.
 
     Uses NCCL for CUDA devices and Gloo for CPU. Reuses a group the caller already created.
+    ``timeout``: how long a collective waits for the slowest process (torch's default, 30
+    minutes, when None); an evaluation whose shards may finish hours apart passes more.
     """
     ctx = context_from_env()
     if not ctx.is_distributed:
@@ -103,8 +157,24 @@ def setup_distributed(device: torch.device) -> DistributedContext:
         return ctx
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", **kwargs)
     return DistributedContext(ctx.rank, ctx.local_rank, ctx.world_size, owns_group=True)
+
+
+def local_device(device: torch.device, ctx: DistributedContext) -> torch.device:
+    """The device of this process: ``cuda`` without an index becomes ``cuda:LOCAL_RANK`` in a
+    job of several processes (one GPU per process); anything else is kept.
+
+    Example:
+        >>> local_device(torch.device("cuda"), DistributedContext(3, 1, 4)).index
+        1
+        >>> local_device(torch.device("cpu"), DistributedContext(3, 1, 4)).type
+        'cpu'
+    """
+    if ctx.is_distributed and device.type == "cuda" and device.index is None:
+        return torch.device("cuda", ctx.local_rank)
+    return device
 
 
 def shard_batch(batch: Any, rank: int, world_size: int) -> Any:

@@ -40,8 +40,10 @@ def _batch_generator(seed: int, index: int) -> torch.Generator:
 
 
 def _psnr(a: Tensor, b: Tensor) -> float:
-    mse = (a.double() - b.double()).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return float((10 * torch.log10(1.0 / mse)).mean())
+    """Mean PSNR in dB over the batch (the one PSNR, :func:`irad.evaluate.quality.psnr`)."""
+    from irad.evaluate.quality import psnr  # lazy: training does not need the evaluation package
+
+    return float(psnr(a, b.clamp(0, 1)).mean())
 
 
 class _CleanOnly:
