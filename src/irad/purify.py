@@ -7,10 +7,16 @@ file), and existing ones are skipped, so running the same call again resumes.
 defense is refused unless ``overwrite``.
 
 Example:
+    >>> from PIL import Image
     >>> from irad.purify import purify_folder
-    >>> summary = purify_folder("jpeg:quality=75", "images/", "purified/")  # doctest: +SKIP
-    >>> summary.line()  # doctest: +SKIP
-    '5 images found, 5 purified, 0 already there (skipped); ...'
+    >>> Path("images").mkdir()
+    >>> for name in ("a.png", "b.png"):
+    ...     Image.new("RGB", (32, 32), "white").save(f"images/{name}")
+    >>> summary = purify_folder("jpeg:quality=75", "images/", "purified/")
+    >>> summary.line()
+    '2 images found, 2 purified, 0 already there (skipped); ...; output in purified'
+    >>> purify_folder("jpeg:quality=75", "images/", "purified/").line()  # run again: nothing to do
+    '2 images found, 0 purified, 2 already there (skipped); ...'
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,7 +51,14 @@ from irad.utils.env import environment_info, resolve_device
 from irad.utils.io import atomic_write_json, check_writable_folder
 from irad.utils.seed import seeded
 
-__all__ = ["MANIFEST", "PurifySummary", "check_folders", "purify_folder"]
+__all__ = [
+    "MANIFEST",
+    "BundledDefenseWarning",
+    "PurifySummary",
+    "check_folders",
+    "purify_folder",
+    "warn_if_not_cifar_like",
+]
 
 #: Manifest written into the output folder.
 MANIFEST = "purify.json"
@@ -110,16 +124,13 @@ def _output_paths(images: Sequence[Path], input_dir: Path, output_dir: Path) -> 
 
 
 def _batches(
-    items: Sequence[tuple[Path, Path]], batch_size: int
+    items: Sequence[tuple[Path, Path]], batch_size: int, sizes: dict[Path, tuple[int, int]]
 ) -> Iterator[list[tuple[Path, Path]]]:
-    """Group ``(input, output)`` pairs by image size, then cut each group into batches.
-
-    Every header is read before the first batch, so an unreadable file fails the run before any
-    image is purified.
-    """
+    """Group ``(input, output)`` pairs by image size (``sizes``: every input's ``(H, W)``),
+    then cut each group into batches."""
     groups: dict[tuple[int, int], list[tuple[Path, Path]]] = defaultdict(list)
     for src, dst in items:
-        groups[image_size(src)].append((src, dst))
+        groups[sizes[src]].append((src, dst))
     for size in sorted(groups):
         group = groups[size]
         for s in range(0, len(group), batch_size):
@@ -159,6 +170,34 @@ def _build(defense: nn.Module | str) -> tuple[nn.Module, str | None]:
     return build_defense_spec(defense), defense
 
 
+class BundledDefenseWarning(UserWarning):
+    """The bundled CIFAR-10 IRAD is applied to images unlike CIFAR-10's."""
+
+
+def _is_bundled_cifar10(module: nn.Module) -> bool:
+    """Whether ``module`` is the IRAD the package ships (trained on CIFAR-10, 32 x 32)."""
+    from irad.checkpoint import bundled_checkpoint
+
+    source, bundled = getattr(module, "source", None), bundled_checkpoint("irad", "cifar10")
+    return bool(source) and bundled is not None and Path(source).resolve() == bundled.resolve()
+
+
+def warn_if_not_cifar_like(module: nn.Module, sizes: Sequence[tuple[int, int]]) -> None:
+    """Warn (:class:`BundledDefenseWarning`) when the bundled CIFAR-10 IRAD is to purify images
+    that are not 32 x 32: it runs at any size, but it learned CIFAR-10's statistics only."""
+    other = sorted({s for s in sizes if s != (32, 32)})
+    if not other or not _is_bundled_cifar10(module):
+        return
+    shown = ", ".join(f"{h}x{w}" for h, w in other[:3]) + (", ..." if len(other) > 3 else "")
+    warnings.warn(
+        f"the bundled IRAD was trained on CIFAR-10 (32x32 images of its 10 classes), and these "
+        f"images are {shown}: it will run, but it is no defense trained for them. Train one on "
+        "your images (docs/own-data.md) and pass it with --defense irad:checkpoint=RUN",
+        BundledDefenseWarning,
+        stacklevel=3,
+    )
+
+
 def purify_folder(
     defense: nn.Module | str,
     input_dir: str | os.PathLike[str],
@@ -189,6 +228,9 @@ def purify_folder(
             clashes, another defense's outputs in ``output_dir``.
         DataError: an image that cannot be read (named), found before any image is purified.
 
+    Warns:
+        BundledDefenseWarning: the bundled CIFAR-10 IRAD on images that are not 32 x 32.
+
     Shape:
         - Each image is fed as ``(B, 3, H, W)`` float in [0, 1] (8-bit pixels / 255, 16-bit
           grey PNGs / 65535); outputs are ``H x W`` RGB PNGs of the input's bit depth.
@@ -209,6 +251,10 @@ def purify_folder(
     module, spec = _build(defense)
     config = module.config() if hasattr(module, "config") else {"name": type(module).__name__}
     _check_manifest(dst_root, config, overwrite)
+    # Every header is read before the first batch: an unreadable file fails the run before any
+    # image is purified.
+    sizes = {src: image_size(src) for src, _ in todo}
+    warn_if_not_cifar_like(module, list(sizes.values()))
 
     start = time.perf_counter()
     manifest: dict[str, Any] = {
@@ -229,7 +275,7 @@ def purify_folder(
         seeded(seed, devices=[dev]),
         tqdm(total=len(todo), desc="purify", unit="img", disable=not progress) as bar,
     ):
-        for batch in _batches(todo, batch_size):
+        for batch in _batches(todo, batch_size, sizes):
             pixels = [read_rgb(src) for src, _ in batch]
             x = torch.stack([to_float(p) for p in pixels]).to(dev)
             out = module(x)

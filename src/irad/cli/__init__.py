@@ -28,6 +28,7 @@ from irad.cli import (  # noqa: E402
     classify,
     convergence,
     convert,
+    data,
     demo,
     diffusion,
     evaluate,
@@ -40,6 +41,7 @@ from irad.cli import (  # noqa: E402
 
 for _module in (
     demo,
+    data,
     classify,
     train,
     diffusion,

@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from irad.cli.options import DataDir, Device, JsonOut, Progress, Threads, set_threads
+from irad.cli.options import (
+    DataDir,
+    Device,
+    JsonOut,
+    Progress,
+    Subset,
+    SubsetSeed,
+    Threads,
+    set_threads,
+)
 
 EPILOG = """\
 Examples:
@@ -21,7 +30,10 @@ Examples:
 \b
   # a seeded random subset of 500 training images, on a GPU
   irad classify -m resnet20 -w resnet20-12fca82f.th \\
-      --split train --n 500 --seed 0 --device cuda
+      --split train --n 500 --subset random --device cuda
+\b
+  # your own classifier on 300 images of a folder sorted by class: every class in proportion
+  irad classify -w runs/clf/model -d data/test --n 300 --subset stratified
 """
 
 
@@ -53,10 +65,15 @@ def classify(
     data_dir: DataDir = None,
     n: Annotated[
         int | None,
-        typer.Option("--n", min=1, help="Evaluate on N images only (the first N unless --seed)."),
+        typer.Option("--n", min=1, help="Evaluate on N images only, picked by --subset."),
     ] = None,
+    subset: Subset = "first",
+    subset_seed: SubsetSeed = 0,
     seed: Annotated[
-        int | None, typer.Option(min=0, help="With --n: draw a seeded random subset instead.")
+        int | None,
+        typer.Option(
+            min=0, help="With --n: a seeded random subset (--subset random --subset-seed S)."
+        ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass.")] = 500,
     device: Device = "cpu",
@@ -74,6 +91,10 @@ def classify(
         raise typer.BadParameter(
             "--seed picks a random subset, so it needs --n", param_hint="--seed"
         )
+    if seed is not None and subset == "first":
+        subset = "random"  # --seed alone: a seeded random subset, as before --subset existed
+    if seed is None and subset != "first" and n is not None:
+        seed = subset_seed
     set_threads(threads)
     run = classify_dataset(
         weights,
@@ -83,6 +104,7 @@ def classify(
         data_dir=data_dir,
         n=n,
         seed=seed,
+        subset=subset,
         batch_size=batch_size,
         device=device,
         progress=progress,

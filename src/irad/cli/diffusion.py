@@ -185,6 +185,18 @@ def diffusion_quality(
     typer.echo(format_denoising_table(record))
 
 
+def export_diffusion(
+    run: Annotated[Path, typer.Option("--run", help="A train-diffusion run folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint prefix to write.")],
+) -> None:
+    """Write the EMA weights of a train-diffusion run's latest checkpoint (RUN/last.*) as a
+    diffusion checkpoint, e.g. to use a run before it has finished."""
+    from irad.train.diffusion import export_ema
+
+    typer.echo(f"wrote {export_ema(run, out)}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train-diffusion", epilog=EPILOG)(train_diffusion)
     app.command("diffusion-quality", epilog=QUALITY_EPILOG)(diffusion_quality)
+    app.command("export-diffusion")(export_diffusion)

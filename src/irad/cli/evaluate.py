@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from irad.cli.options import DataDir, Progress, Threads
+from irad.cli.options import DataDir, Progress, Subset, SubsetSeed, Threads
 from irad.errors import ConfigError
 
 EPILOG = """\
@@ -27,6 +27,16 @@ Examples:
   # full adaptive AutoAttack with EOT on a random defense, with the sanity checks
   irad evaluate -w resnet56-4bfd9763.th --defense randomization \\
       --attack autoattack --threat adaptive --n 200 --sanity --out results/adaptive
+\b
+  # RA against eps for every defense (each attack at 2, 4, 8 and 16/255), and against steps
+  irad evaluate -w resnet56-4bfd9763.th --defense none --defense jpeg:quality=75 \\
+      --attack pgd:steps=20 --eps 2,4,8,16 --out results/eps-curve
+  irad evaluate -w resnet56-4bfd9763.th --defense none --attack pgd --steps 5,10,20,50 \\
+      --out results/steps-curve
+\b
+  # the same evaluation on 2 processes (CPU: gloo; GPUs: nccl, one per process), same figures
+  torchrun --nproc_per_node 2 --no-python irad evaluate -w resnet56-4bfd9763.th \\
+      --defense jpeg:quality=75 --attack pgd:steps=20 --threads 1 --out results/two-procs
 \b
 Specs are name:key=value,key=value; eps and step sizes are in /255 (eps=4 means 4/255).
 Adversarial images are cached (--cache-dir, verified when read), and every finished (defense,
@@ -79,12 +89,20 @@ def evaluate(
         str, typer.Option(help="oblivious | bpda | bpda-eot | adaptive.")
     ] = "oblivious",
     eps: Annotated[
-        float,
+        str,
         typer.Option(
-            help="Default L∞ budget in units of 1/255 (8 means 8/255) for attacks that give no "
-            "eps=."
+            help="L∞ budget in units of 1/255 (8 means 8/255) for attacks that give no eps=; "
+            "several, comma-separated (2,4,8,16), run every attack at each and add RA-against-eps "
+            "curves (tables, and figures with matplotlib)."
         ),
-    ] = 8.0,
+    ] = "8",
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            help="Attack steps, comma-separated (5,10,20,50): run every attack that has steps at "
+            "each and add RA-against-steps curves."
+        ),
+    ] = None,
     protocol: Annotated[
         str,
         typer.Option(
@@ -98,8 +116,10 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Split of a named data set.")] = "test",
     data_dir: DataDir = None,
     n: Annotated[
-        int | None, typer.Option("--n", min=1, help="Evaluate the first N images.")
+        int | None, typer.Option("--n", min=1, help="Evaluate N images, picked by --subset.")
     ] = None,
+    subset: Subset = "first",
+    subset_seed: SubsetSeed = 0,
     seed: Annotated[int, typer.Option(min=0, help="Base seed of attacks and random defenses.")] = 0,
     batch_size: Annotated[
         int | None, typer.Option(min=1, help="Images per attack batch (part of the cache key).")
@@ -154,7 +174,7 @@ def evaluate(
     prints the table. Failed sanity checks print WARNING lines and appear in the files.
     """
     from irad.checks import check_count
-    from irad.data import load_dataset
+    from irad.data import load_dataset, select_subset
     from irad.evaluate import (
         AttackSpec,
         SanityConfig,
@@ -163,9 +183,15 @@ def evaluate(
         evaluate_defenses,
         protocol_config,
     )
+    from irad.evaluate.curves import parse_values, sweep
     from irad.models import load_classifier
+    from irad.train.distributed import context_from_env
 
-    default_eps = check_eps(eps, "--eps")
+    eps_values = [check_eps(e, "--eps") for e in parse_values(eps, "--eps")]
+    steps_values = [int(s) for s in parse_values(steps, "--steps")]
+    if any(s < 1 for s in steps_values):
+        raise ConfigError(f"--steps takes positive whole numbers, got {steps!r}")
+    default_eps = eps_values[0] if len(eps_values) == 1 else 8.0
     config = protocol_config(
         protocol,
         threat,
@@ -182,6 +208,9 @@ def evaluate(
         sanity_config=SanityConfig(n=sanity_n),
     )
     specs = [AttackSpec.parse(a, default_eps=default_eps) for a in (attack or ["autoattack"])]
+    if len(eps_values) > 1 or steps_values:
+        specs = sweep(specs, eps=eps_values if len(eps_values) > 1 else None, steps=steps_values)
+    main = context_from_env().is_main  # under torchrun only rank 0 prints
     defenses = build_defenses(defense or ["none"])
     data = load_dataset(dataset, split, data_dir)
     if n is not None:
@@ -191,13 +220,15 @@ def evaluate(
             f"the {protocol} protocol evaluates the first {config.n} images, but "
             f"{dataset}/{split} has {len(data)}; pass --n {len(data)} or less"
         )
+    data = select_subset(data, config.n, subset, subset_seed)  # --subset picks the n images
     classifier = load_classifier(weights, arch=model)
-    typer.echo(
-        f"evaluating {len(defenses)} defense(s) x {len(specs)} attack(s), threat {config.threat}, "
-        f"{config.n or len(data)} images of {dataset}/{split}, {config.protocol_description}, "
-        f"seed {seed}",
-        err=True,
-    )
+    if main:
+        typer.echo(
+            f"evaluating {len(defenses)} defense(s) x {len(specs)} attack(s), threat "
+            f"{config.threat}, {config.n or len(data)} images of {dataset}/{split}, "
+            f"{config.protocol_description}, seed {seed}",
+            err=True,
+        )
     result = evaluate_defenses(
         defenses,
         classifier,
@@ -217,18 +248,54 @@ def evaluate(
             "split": split,
         },
     )
+    if not main:
+        return
     typer.echo(result.to_markdown())
     typer.echo(
-        f"wrote {out / 'result.json'}, {out / 'result.csv'}, {out / 'table.md'} "
-        f"({result.timing.get('total_s', 0):.1f} s; {result.timing.get('attack_batches', 0)} "
-        f"batches attacked, {result.timing.get('cached_batches', 0)} from the cache)",
+        f"wrote {out / 'result.json'}, {out / 'result.csv'}, {out / 'per_image.csv'}, "
+        f"{out / 'table.md'} ({result.timing.get('total_s', 0):.1f} s; "
+        f"{result.timing.get('attack_batches', 0)} batches attacked, "
+        f"{result.timing.get('cached_batches', 0)} from the cache)",
         err=True,
     )
+    from irad.evaluate.curves import write_curves
+
+    for line in write_curves(
+        result.to_dict(),
+        out,
+        title=f"{result.config.threat} threat, {result.dataset.get('n')} images",
+    ):
+        typer.echo(line, err=True)
     if strict and result.warnings:
         typer.secho(f"{len(result.warnings)} warning(s); failing (--strict)", err=True, fg="red")
         raise typer.Exit(3)
 
 
+def curves_command(
+    results: Annotated[
+        list[Path],
+        typer.Argument(help="result.json files of irad evaluate runs with --eps or --steps."),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Figure prefix (PNG and SVG).")],
+    axis: Annotated[str, typer.Option(help="eps | steps.")] = "eps",
+    defense: Annotated[
+        list[str] | None,
+        typer.Option("--defense", help="Only these defenses (their labels), repeatable."),
+    ] = None,
+) -> None:
+    """Draw the RA-against-eps (or steps) curves of one or more runs side by side: one panel
+    per run and attack family, e.g. the oblivious and the adaptive threat of the same defenses.
+
+    Prints the tables; writes OUT.png / OUT.svg (needs matplotlib) and OUT.csv.
+    """
+    from irad.evaluate.curves import plot_runs
+
+    text, written = plot_runs(results, out, axis=axis, defenses=defense)
+    typer.echo(text)
+    typer.echo(f"wrote {', '.join(written)}", err=True)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``irad evaluate`` to ``app``."""
+    """Add ``irad evaluate`` and ``irad curves`` to ``app``."""
     app.command("evaluate", epilog=EPILOG)(evaluate)
+    app.command("curves")(curves_command)

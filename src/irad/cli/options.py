@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -19,6 +19,19 @@ DataDir = Annotated[
 JsonOut = Annotated[
     Path | None,
     typer.Option("--json", help="Also write the result, settings and environment here."),
+]
+# How every command that takes a number of images picks them (irad.data.select_subset).
+Subset = Annotated[
+    str,
+    typer.Option(
+        "--subset",
+        help="How the N images (--n, --train-n, --eval-n) are picked: first (the first N in "
+        "data-set order; an image folder is sorted by class!), random (a seeded random N) or "
+        "stratified (every class in proportion, seeded).",
+    ),
+]
+SubsetSeed = Annotated[
+    int, typer.Option("--subset-seed", min=0, help="Seed of a random or stratified --subset.")
 ]
 
 
@@ -45,3 +58,20 @@ def subset_size(
     if given == 0:
         return None
     return check_count(given, option, available, what)
+
+
+def pick_subset(
+    data: Any,
+    given: int | None,
+    default: int | None,
+    option: str,
+    method: str,
+    seed: int,
+    what: str = "images",
+) -> Any:
+    """``data`` cut to :func:`subset_size` items, picked by ``method`` (``--subset``)."""
+    from irad.data import select_subset
+
+    description = getattr(data, "description", None) or getattr(data, "root", "the data")
+    n = subset_size(given, default, len(data), option, f"{what} in {description}")
+    return select_subset(data, n, method, seed)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from irad.cli.options import DataDir, Device, Progress, Threads, set_threads
+from irad.cli.options import DataDir, Device, Progress, Subset, Threads, set_threads
 
 EPILOG = """\
 Examples:
@@ -25,6 +25,10 @@ Examples:
   # paper setting (GPU): PGD-100 over the whole training set
   irad prepare-pairs --surrogate resnet18 --weights runs/r18/model --steps 100 \\
       --out pairs/cifar10-r18-pgd100 --device cuda
+\b
+  # your own data: an image folder (one sub-folder per class) and your classifier
+  irad prepare-pairs -w runs/clf/model -d data/train --n 2000 --subset stratified \\
+      --out pairs/mine
 """
 
 
@@ -49,8 +53,13 @@ def prepare_pairs(
     n: Annotated[
         int | None,
         typer.Option(
-            "--n", min=1, help="Attack N training images, a seeded random subset (default: all)."
+            "--n", min=1, help="Attack N training images, picked by --subset (default: all)."
         ),
+    ] = None,
+    subset: Subset = "random",
+    subset_seed: Annotated[
+        int | None,
+        typer.Option("--subset-seed", min=0, help="Seed of the subset (default: --seed)."),
     ] = None,
     steps: Annotated[int, typer.Option(min=1, help="PGD iterations (paper: 100).")] = 10,
     eps: Annotated[float, typer.Option(min=0.0, help="L-inf budget in /255.")] = 8.0,
@@ -60,9 +69,15 @@ def prepare_pairs(
         int, typer.Option(min=1, help="Images per chunk file (the unit of resumption).")
     ] = 1000,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per attack call.")] = 250,
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Data set name or path.")] = (
-        "cifar10"
-    ),
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="cifar10, cifar100, an .npz file or an image folder (its chosen images are "
+            "loaded into memory, up to $IRAD_MAX_MEMORY_GB, default 8).",
+        ),
+    ] = "cifar10",
     split: Annotated[str, typer.Option(help="Split to attack.")] = "train",
     data_dir: DataDir = None,
     device: Device = "cpu",
@@ -73,7 +88,9 @@ def prepare_pairs(
 
     Writes OUT/manifest.json (configuration, surrogate sha256, data fingerprint, attack success
     rates before and after rounding to uint8) and OUT/chunks/*.safetensors (uint8 adversarial
-    images, clipped to the eps-ball, with their data-set indices).
+    images, clipped to the eps-ball, with their data-set indices). The manifest names a data
+    set given by path relative to OUT, so the pairs work from any directory; keep the data
+    where it is (the clean images are read from it).
     """
     from irad.train.pairs import PairConfig, prepare_pairs
 
@@ -90,6 +107,8 @@ def prepare_pairs(
         split=split,
         data_dir=data_dir,
         n=n,
+        subset=subset,
+        subset_seed=subset_seed,
         device=device,
         progress=progress,
     )

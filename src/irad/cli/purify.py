@@ -17,7 +17,8 @@ EPILOG = """\
 Examples:
 
 \b
-  # the bundled CIFAR-10 IRAD (same as --defense irad:checkpoint=cifar10)
+  # the bundled CIFAR-10 IRAD (same as --defense irad:checkpoint=cifar10): for 32x32
+  # CIFAR-like images only; on other sizes it warns (train your own: docs/own-data.md)
   irad purify --defense irad --input images/ --output purified/
 \b
   # your own IRAD checkpoint (a folder from train-samplenet or convert-official), on a GPU
@@ -48,7 +49,8 @@ def purify(
             "--defense",
             "-d",
             help="Defense spec: irad, irad:checkpoint=DIR, recons:checkpoint=DIR, "
-            "jpeg:quality=75, ... (default: the bundled CIFAR-10 IRAD).",
+            "jpeg:quality=75, ... (default: the bundled IRAD, trained on CIFAR-10 32x32 images; "
+            "a warning says so for other sizes).",
         ),
     ] = "irad",
     device: Device = "cpu",

@@ -14,7 +14,17 @@ from typing import Annotated, Any
 
 import typer
 
-from irad.cli.options import DataDir, Device, Progress, Threads, set_threads, subset_size
+from irad.cli.options import (
+    DataDir,
+    Device,
+    Progress,
+    Subset,
+    SubsetSeed,
+    Threads,
+    pick_subset,
+    set_threads,
+    subset_size,
+)
 from irad.errors import ConfigError
 
 # -- options shared by every train command (defaults are given per command) --------------------
@@ -145,8 +155,11 @@ Examples:
   torchrun --nproc_per_node 4 --no-python irad train-classifier \\
       --model wrn-28-10 --epochs 100 --batch-size 512 --lr 0.4 --schedule cosine --out runs/wrn
 \b
-  # your own data: an .npz file (x uint8 [N,H,W,3], y int [N]) or an image folder
-  irad train-classifier --dataset train.npz --eval-dataset test.npz --model resnet18
+  # your own data: an .npz file (x uint8 [N,H,W,3], y int [N]) or an image folder with one
+  # sub-folder per class (label k = k-th sub-folder name, sorted); mean/std are computed on
+  # the training images and saved with the class names (docs/own-data.md)
+  irad train-classifier --dataset data/train --eval-dataset data/test --subset stratified \\
+      --model resnet20 --out runs/clf
 """
 
 
@@ -168,15 +181,28 @@ def train_classifier(
     ] = None,
     data_dir: DataDir = None,
     train_n: Annotated[
-        int | None, typer.Option(min=1, help="Train on the first N training images only.")
+        int | None, typer.Option(min=1, help="Train on N training images only (see --subset).")
     ] = None,
     eval_n: Annotated[
         int | None,
         typer.Option(
             min=0,
-            help="Evaluate on the first N evaluation images after every epoch (default: 1000, "
-            "or all if fewer; 0: never).",
+            help="Evaluate on N evaluation images after every epoch, picked by --subset "
+            "(default: 1000, or all if fewer; 0: never).",
         ),
+    ] = None,
+    subset: Subset = "first",
+    subset_seed: SubsetSeed = 0,
+    mean: Annotated[
+        str | None,
+        typer.Option(
+            help="Input normalisation mean per channel, 'R,G,B' in [0, 1] (default: CIFAR-10's "
+            "for cifar10/cifar100, else computed on the training images); saved with the model.",
+        ),
+    ] = None,
+    std: Annotated[
+        str | None,
+        typer.Option(help="Input normalisation std per channel, 'R,G,B' (default: as --mean)."),
     ] = None,
     final_eval: Annotated[
         bool, typer.Option(help="After training, evaluate on the whole evaluation set.")
@@ -221,6 +247,7 @@ def train_classifier(
     """
     flags = dict(locals())  # the options as given, before any other local exists
     from irad.data import load_dataset
+    from irad.data.classes import check_dataset_classes
     from irad.models import build_classifier
     from irad.train import ClassifierObjective, write_evaluation
     from irad.train.distributed import context_from_env
@@ -230,9 +257,7 @@ def train_classifier(
     _prepare(threads, device, out_dir)
     main = context_from_env().is_main
     train = load_dataset(dataset, "train", data_dir)
-    n = subset_size(train_n, None, len(train), "--train-n", f"images in {train.description}")
-    if n is not None:
-        train = train.subset(n)
+    train = pick_subset(train, train_n, None, "--train-n", subset, subset_seed)
     evaluation = None
     if eval_dataset is not None:
         evaluation = load_dataset(eval_dataset, "test", data_dir)
@@ -240,13 +265,20 @@ def train_classifier(
         evaluation = load_dataset(dataset, "test", data_dir)
     per_epoch = None
     if evaluation is not None and eval_n != 0:
-        what = f"images in {evaluation.description}"
-        m = subset_size(eval_n, 1000, len(evaluation), "--eval-n", what)
-        per_epoch = evaluation.subset(m) if m is not None else evaluation
+        per_epoch = pick_subset(evaluation, eval_n, 1000, "--eval-n", subset, subset_seed)
 
     config = _train_config({}, flags, out_dir=out_dir)
+    stats = _normalisation(dataset, train, mean, std, main)
     seed_everything(seed)  # the initial weights
-    classifier = build_classifier(model, num_classes=len(train.classes))
+    classifier = build_classifier(
+        model,
+        num_classes=len(train.classes),
+        mean=stats[0],
+        std=stats[1],
+        classes=train.classes,
+    )
+    if evaluation is not None:  # label k must mean the same class as in training
+        check_dataset_classes(classifier, evaluation)
     objective = ClassifierObjective(
         classifier,
         train,
@@ -276,6 +308,51 @@ def train_classifier(
             f"{100 * record['accuracy']:.2f} %"
         )
     typer.echo(f"model: {summary['model']}")
+
+
+def _channel_values(text: str, option: str) -> list[float]:
+    """``--mean`` / ``--std``: three comma-separated numbers (R, G, B)."""
+    from irad.checks import check_float
+
+    parts = [t for t in text.replace(" ", ",").split(",") if t]
+    if len(parts) != 3:
+        raise typer.BadParameter(
+            f"give three comma-separated numbers (R,G,B), e.g. 0.49,0.48,0.45; got {text!r}",
+            param_hint=option,
+        )
+    return [check_float(t, option, 0, 1, text=True) for t in parts]
+
+
+def _normalisation(
+    dataset: str, train: Any, mean: str | None, std: str | None, main: bool
+) -> tuple[list[float], list[float]]:
+    """The input normalisation saved with the classifier: the flags, CIFAR-10's statistics for
+    a named CIFAR set (as before), else the training images' own (printed)."""
+    from irad.data import DATASETS, channel_stats
+    from irad.models.classifier import CIFAR10_MEAN, CIFAR10_STD
+
+    given_mean = _channel_values(mean, "--mean") if mean is not None else None
+    given_std = _channel_values(std, "--std") if std is not None else None
+    if given_std is not None and min(given_std) <= 0:
+        raise typer.BadParameter(f"every std must be positive, got {std!r}", param_hint="--std")
+    if given_mean is not None and given_std is not None:
+        return given_mean, given_std
+    if dataset in DATASETS:
+        how = "CIFAR-10's"
+        computed = (list(CIFAR10_MEAN), list(CIFAR10_STD))
+    else:
+        computed = channel_stats(train)
+        size = min(len(train), 10_000)
+        how = f"computed on {size} training images"
+    out_mean, out_std = given_mean or computed[0], given_std or computed[1]
+    if min(out_std) <= 0:
+        raise typer.BadParameter(
+            f"the training images have a channel with no variation (std {out_std}); pass --std",
+            param_hint="--std",
+        )
+    if main:
+        typer.echo(f"normalisation: mean {out_mean} std {out_std} ({how})", err=True)
+    return out_mean, out_std
 
 
 # -- train-inr / train-samplenet (stage 1 and stage 2 of IRAD) ----------------------------------
@@ -310,8 +387,34 @@ def _preset_config(preset: str, **changes: Any) -> Any:
             p.representation_config()  # validates the changed sizes
         except ConfigError as err:
             raise typer.BadParameter(str(err)) from err
-    typer.echo(p.summary(), err=True)
     return p
+
+
+def _show_preset(p: Any, stage: str, config: Any, train_count: int, pairs: Any | None) -> Any:
+    """Print the preset as this run uses it: the stage's epochs, batch size, rate and training
+    count as the flags set them, and the pairs actually given; returns that preset."""
+    trained = getattr(p, stage).replace(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        betas=tuple(config.betas),
+        schedule=config.schedule,
+        train_n=train_count,
+    )
+    changes: dict[str, Any] = {stage: trained}
+    if pairs is not None:
+        made = pairs.manifest.get("config", {})
+        changes["pairs_n"] = int(pairs.manifest.get("data", {}).get("n", len(pairs)))
+        changes["pairs_steps"] = made.get("steps", p.pairs_steps)
+        other = "samplenet" if stage == "inr" else "inr"
+        preset_n = getattr(p, other).train_n
+        capped = len(pairs) if preset_n is None else min(preset_n, len(pairs))
+        changes[other] = getattr(p, other).replace(train_n=capped)
+    shown = p.replace(**changes)
+    what = "pairs" if pairs is not None else "images"
+    name = "stage 1" if stage == "inr" else "stage 2"
+    typer.echo(f"{shown.summary()}; this run: {name} on {train_count} {what}", err=True)
+    return shown
 
 
 def _training_pairs(
@@ -320,30 +423,48 @@ def _training_pairs(
     default_n: int | None,
     eval_pairs: Path | None,
     data_dir: Path | None,
-) -> tuple[Any, Any]:
-    """The first ``train_n`` pairs (:func:`~irad.cli.options.subset_size`) and the pairs to
-    evaluate on.
+    subset: str = "first",
+    subset_seed: int = 0,
+) -> tuple[Any, Any, Any]:
+    """``(training pairs, evaluation pairs, all pairs)``: ``train_n`` pairs
+    (:func:`~irad.cli.options.subset_size`) picked by ``subset``, and the pairs to evaluate on.
 
-    Without ``eval_pairs``, evaluate on the pairs beyond the training ones (held out from
-    training) when there are any, else on the training pairs.
+    Without ``eval_pairs``, evaluate on the pairs left out of training (held out) when there are
+    any, else on the training pairs.
     """
+    from irad.data import select_subset
     from irad.train.pairs import PairDataset
 
     full = PairDataset(pairs, data_dir=data_dir)
     limit = subset_size(train_n, default_n, len(full), "--train-n", f"pairs in {pairs}")
-    data = full.head(limit) if limit is not None else full
+    held_out: Any = None
+    if limit is None:
+        data = full
+    elif subset == "first":  # row ranges: the record of runs made before --subset existed
+        data = full.head(limit)
+        held_out = full.rows(limit) if len(full) > limit else None
+    else:
+        data = select_subset(full, limit, subset, subset_seed)
+        held_out = full.complement(data)
     if eval_pairs is not None:
-        return data, PairDataset(eval_pairs, data_dir=data_dir)
-    return data, full.rows(len(data)) if len(full) > len(data) else data
+        return data, PairDataset(eval_pairs, data_dir=data_dir), full
+    return data, held_out if held_out is not None else data, full
 
 
-def _eval_count(eval_n: int | None, default: int, evaluation: Any) -> int:
-    """``--eval-n`` resolved against the evaluation pairs (0: no evaluation)."""
+def _eval_pairs(
+    eval_n: int | None, default: int, evaluation: Any, subset: str, subset_seed: int
+) -> tuple[Any, int]:
+    """``--eval-n`` pairs of ``evaluation`` picked by ``--subset``, and their count (0: none)."""
     if eval_n == 0 or evaluation is None:
-        return 0
+        return evaluation, 0
     what = f"pairs in {getattr(evaluation, 'root', 'the evaluation pairs')}"
     n = subset_size(eval_n, default, len(evaluation), "--eval-n", what)
-    return len(evaluation) if n is None else n
+    if n is None:
+        return evaluation, len(evaluation)
+    if subset == "first":  # the objectives evaluate on the first n (head warns if skewed)
+        return (evaluation.head(n) if n < len(evaluation) else evaluation), n
+    picked = pick_subset(evaluation, n, None, "--eval-n", subset, subset_seed, "pairs")
+    return picked, len(picked)
 
 
 def train_inr(
@@ -360,14 +481,21 @@ def train_inr(
         ),
     ] = None,
     dataset: Annotated[
-        str, typer.Option(help="Clean training data when no --pairs are given.")
+        str,
+        typer.Option(
+            help="Clean training data when no --pairs are given: cifar10, cifar100, an .npz "
+            "file or an image folder."
+        ),
     ] = "cifar10",
     train_n: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Train on the first N pairs / images (default: the preset's; 0: all)."
+            min=0,
+            help="Train on N pairs / images, picked by --subset (default: the preset's; 0: all).",
         ),
     ] = None,
+    subset: Subset = "first",
+    subset_seed: SubsetSeed = 0,
     data_dir: DataDir = None,
     sigma: Annotated[float, typer.Option(help="Gaussian-denoising sigma in /255.")] = 8.0,
     sr_scale: Annotated[int, typer.Option(min=2, help="Super-resolution factor.")] = 2,
@@ -430,16 +558,18 @@ def train_inr(
     p = _preset_config(preset, skip=skip)
     tasks = task or ["pgd-denoising"]
     data: Any
+    all_pairs = None
     if pairs is not None:
-        data, evaluation = _training_pairs(pairs, train_n, p.inr.train_n, eval_pairs, data_dir)
+        data, evaluation, all_pairs = _training_pairs(
+            pairs, train_n, p.inr.train_n, eval_pairs, data_dir, subset, subset_seed
+        )
     else:
         evaluation = PairDataset(eval_pairs, data_dir=data_dir) if eval_pairs else None
         data = load_dataset(dataset, "train", data_dir)
-        what = f"images in {data.description}"
-        limit = subset_size(train_n, p.inr.train_n, len(data), "--train-n", what)
-        if limit is not None:
-            data = data.subset(limit)
+        data = pick_subset(data, train_n, p.inr.train_n, "--train-n", subset, subset_seed)
+    evaluation, eval_count = _eval_pairs(eval_n, 256, evaluation, subset, subset_seed)
     config = _train_config(p.inr.config_fields(), flags, out_dir=out_dir)
+    _show_preset(p, "inr", config, len(data), all_pairs)
     seed_everything(seed)  # the initial weights
     q = p.inr_sample_q if sample_q is None else (sample_q or None)
     objective = ImplicitRepresentationObjective.from_preset(
@@ -449,7 +579,7 @@ def train_inr(
         batch_size=config.batch_size,
         sample_q=q,
         eval_data=evaluation,
-        eval_n=_eval_count(eval_n, 256, evaluation),
+        eval_n=eval_count,
         task_kwargs={"sigma": sigma, "scale": sr_scale},
     )
     typer.echo(
@@ -472,6 +602,9 @@ Examples:
   # the official release's layout (own encoder copy fed [0, 1], shifts in [-1, 1] units)
   irad train-samplenet --representation runs/inr-cpu --pairs pairs/cifar10-r20 \\
       --weights resnet20-12fca82f.th --official-layout --out runs/irad-official
+\b
+The classifier must have the pairs' classes (label k = output k): one trained on another
+data set is refused.
 """
 
 
@@ -514,8 +647,12 @@ def train_samplenet(
     ] = None,
     train_n: Annotated[
         int | None,
-        typer.Option(min=0, help="Train on the first N pairs (default: the preset's; 0: all)."),
+        typer.Option(
+            min=0, help="Train on N pairs, picked by --subset (default: the preset's; 0: all)."
+        ),
     ] = None,
+    subset: Subset = "first",
+    subset_seed: SubsetSeed = 0,
     data_dir: DataDir = None,
     epochs: PresetEpochs = None,
     batch_size: PresetBatchSize = None,
@@ -539,7 +676,8 @@ def train_samplenet(
     RUN/last.* (resumable) and RUN/history.jsonl.
     """
     flags = dict(locals())  # the options as given, before any other local exists
-    from irad.defenses.implicit import IRAD
+    from irad.data.classes import check_dataset_classes
+    from irad.defenses.irad import IRAD
     from irad.models import load_classifier
     from irad.models.samplenet import SampleNetConfig
     from irad.train.samplenet import SampleNetObjective
@@ -548,7 +686,13 @@ def train_samplenet(
     out_dir = out if out is not None else Path("runs") / f"irad-{preset}"
     _prepare(threads, device, out_dir)
     p = _preset_config(preset)
-    data, evaluation = _training_pairs(pairs, train_n, p.samplenet.train_n, eval_pairs, data_dir)
+    data, evaluation, all_pairs = _training_pairs(
+        pairs, train_n, p.samplenet.train_n, eval_pairs, data_dir, subset, subset_seed
+    )
+    classifier = load_classifier(weights, arch=surrogate)
+    for part in (data, evaluation) if evaluation is not data else (data,):
+        check_dataset_classes(classifier, part)  # label k must be the classifier's output k
+    evaluation, eval_count = _eval_pairs(eval_n, 200, evaluation, subset, subset_seed)
     sn_config = (
         SampleNetConfig.official(p.samplenet_hidden) if official_layout else p.samplenet_config()
     )
@@ -564,16 +708,16 @@ def train_samplenet(
             param_hint="--render",
         )
     config = _train_config(p.samplenet.config_fields(), flags, out_dir=out_dir)
+    _show_preset(p, "samplenet", config, len(data), all_pairs)
     seed_everything(seed)  # SampleNet's initial weights
     irad = IRAD.from_representation(representation, preset=p, samplenet_config=sn_config)
-    classifier = load_classifier(weights, arch=surrogate)
     objective = SampleNetObjective(
         irad,
         classifier,
         data,
         batch_size=config.batch_size,
         eval_pairs=evaluation,
-        eval_n=_eval_count(eval_n, 200, evaluation),
+        eval_n=eval_count,
     )
     summary = run_training(objective, config, resume=resume, overwrite=overwrite)
     typer.echo(f"model: {summary['model']}")

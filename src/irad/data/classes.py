@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from irad.errors import ConfigError
+from irad.errors import ConfigError, InputError
+
+
+class ClassMismatchError(InputError, ConfigError):
+    """A data set's labels do not mean the classifier's outputs (another class list or count).
+
+    Both an :class:`~irad.errors.InputError` and a :class:`~irad.errors.ConfigError`, as the
+    commands that raised either before this one check existed.
+    """
 
 
 def classifier_classes(classifier: nn.Module) -> list[str] | None:
@@ -90,7 +98,7 @@ def check_classes(
             classifier without ``num_classes``.
 
     Raises:
-        ConfigError: naming both class lists and the fix.
+        ClassMismatchError: naming both class lists and the fix.
 
     Example:
         >>> clf = nn.Linear(4, 10)
@@ -98,16 +106,16 @@ def check_classes(
         >>> check_classes(clf, ["cat", "dog"], 1, "pets")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
             ...
-        irad.errors.ConfigError: pets has 2 classes (cat, dog) but the classifier has 10 outputs...
+        irad.data.classes.ClassMismatchError: pets has 2 classes (cat, dog) but ...
     """
     outputs = _outputs(classifier, sample)
     if outputs is None:
         return
     if max_label >= outputs:
-        raise ConfigError(
+        raise ClassMismatchError(
             f"the labels of {name} go up to {max_label} but the classifier has "
-            f"{outputs} outputs (classes 0 to {outputs - 1}): this data set was not made for "
-            "this classifier"
+            f"{outputs} outputs ({outputs} classes, 0 to {outputs - 1}): this data set was not "
+            "made for this classifier"
         )
     if not _declared(classes):
         return
@@ -119,12 +127,12 @@ def check_classes(
         "one sub-folder per class of the classifier"
     )
     if known is not None and list(known) != list(classes):
-        raise ConfigError(
+        raise ClassMismatchError(
             f"the classes of {name} ({_listing(classes)}) are not the classifier's "
             f"({_listing(known)}): label k would be taken as the classifier's class k. {fix}"
         )
     if known is None and len(classes) != outputs:
-        raise ConfigError(
+        raise ClassMismatchError(
             f"{name} has {len(classes)} classes ({_listing(classes)}) but the classifier has "
             f"{outputs} outputs: label k would be taken as output k, whatever class that is. "
             f"{fix}{_cifar10_hint(outputs)}"

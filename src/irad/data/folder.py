@@ -30,6 +30,10 @@ MEMORY_ENV = "IRAD_MAX_MEMORY_GB"
 DEFAULT_MEMORY_GB = 8.0
 
 
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.3g} MiB"
+
+
 def memory_limit() -> int:
     """Bytes an image folder may take in memory: ``$IRAD_MAX_MEMORY_GB``, else 8 GiB."""
     text = os.environ.get(MEMORY_ENV)
@@ -221,9 +225,9 @@ class ImageFolderDataset:
         need = self.memory_bytes()
         if need > limit:
             raise DataError(
-                f"{self.description}: its {len(self)} images would take {need / 2**30:.2f} GiB "
-                f"in memory, more than the limit of {limit / 2**30:.2f} GiB; use fewer images "
-                f"(--n), smaller ones (image_size), or raise the limit (${MEMORY_ENV}=GiB)"
+                f"{self.description}: its {len(self)} images would take {_size(need)} in "
+                f"memory, more than the limit of {_size(limit)}; use fewer images (--n), smaller "
+                f"ones (image_size), or raise the limit (${MEMORY_ENV}=GiB)"
             )
         images = [self.load_uint8(i) for i in range(len(self))]
         x = stack_images([im.permute(2, 0, 1) for im in images], [p for p, _ in self.samples])

@@ -26,6 +26,7 @@ class DefenseChain(Defense):
 
     Example:
         >>> from irad.defenses import build_defense
+        >>> import torch
         >>> chain = DefenseChain(build_defense("bit-depth", bits=5), build_defense("median"))
         >>> chain.stochastic, chain.differentiable
         (False, False)

@@ -49,6 +49,10 @@ class IRAD(ImplicitDefense):
         samplenet_config: settings of a fresh SampleNet (default: the preset's, shared encoder,
             shifts in pixels).
         chunk_size: query points per pass, summed over the batch.
+        fast: the fast path (default: each MLP's first layer once per feature pixel, SampleNet's
+            negligible grid terms skipped) or the per-query reference path, which is the
+            official code's algorithm; the same output up to float rounding
+            (:mod:`irad.models.liif`).
 
     Shape:
         - Input: ``(B, 3, H, W)`` in [0, 1], any ``H``, ``W``.
@@ -71,9 +75,10 @@ class IRAD(ImplicitDefense):
         preset: str | ImplicitPreset | None = "cpu",
         samplenet_config: SampleNetConfig | None = None,
         chunk_size: int | None = None,
+        fast: bool = True,
     ) -> None:
         p = get_preset(preset) if preset is not None else None
-        super().__init__(representation, preset, p, chunk_size)
+        super().__init__(representation, preset, p, chunk_size, fast)
         representation = self.representation
         if samplenet is None:
             if samplenet_config is None:
@@ -138,10 +143,12 @@ class IRAD(ImplicitDefense):
         return out
 
     def _features(self, x: Tensor) -> tuple[FeatureField, FeatureField]:
-        field_ = self.representation.field(x)
+        field_ = self.representation.field(x, fast=self.fast)
         if self.samplenet.config.shared_encoder:
             return field_, field_
-        return field_, FeatureField(self.samplenet.encode(x))
+        # The official layout: SampleNet's own encoder copy, fed x in [0, 1] while the
+        # representation's sees (x - 0.5) / 0.5, so the two passes cannot be shared.
+        return field_, FeatureField(self.samplenet.encode(x, fast=self.fast))
 
     def _grid(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """LIIF's normalised pixel-centre grid and cell, ``(B, H W, 2)`` each."""
@@ -153,7 +160,9 @@ class IRAD(ImplicitDefense):
     def _shift_normalized(
         self, field_s: FeatureField, grid: Tensor, cell: Tensor, checkpoint: bool = False
     ) -> Tensor:
-        raw = self.samplenet(field_s, grid, cell, chunk_size=self.chunk_size, checkpoint=checkpoint)
+        raw = self.samplenet(
+            field_s, grid, cell, chunk_size=self.chunk_size, checkpoint=checkpoint, fast=self.fast
+        )
         if self.samplenet.config.shift_units == "normalized":
             return raw
         return length_to_normalized(raw, field_s.size)
@@ -176,7 +185,7 @@ class IRAD(ImplicitDefense):
         _, field_s = self._features(x)
         grid, cell = self._grid(x)
         b, _, h, w = x.shape
-        raw = self.samplenet(field_s, grid, cell, chunk_size=self.chunk_size)
+        raw = self.samplenet(field_s, grid, cell, chunk_size=self.chunk_size, fast=self.fast)
         if self.samplenet.config.shift_units == "normalized":
             raw = length_to_pixel(raw, (h, w))
         return raw.view(b, h, w, 2)
@@ -206,7 +215,7 @@ class IRAD(ImplicitDefense):
         if render != "implicit":  # Table 15: a naive reconstruction of x at the same points
             return reconstruct(x, normalized_to_pixel(u.view(b, h, w, 2), (h, w)), render)
         out = self.representation.query_normalized(
-            field_, u, cell, chunk_size=self.chunk_size, checkpoint=checkpoint
+            field_, u, cell, chunk_size=self.chunk_size, checkpoint=checkpoint, fast=self.fast
         )
         out = (out * 0.5 + 0.5).clamp(0.0, 1.0)
         return out.view(b, h, w, 3).permute(0, 3, 1, 2)
@@ -216,7 +225,9 @@ class IRAD(ImplicitDefense):
 
     def reconstruction(self) -> ImplicitReconstruction:
         """The same representation without SampleNet (Table 8's "w.o. Sampling")."""
-        out = ImplicitReconstruction(self.representation, preset=None, chunk_size=self.chunk_size)
+        out = ImplicitReconstruction(
+            self.representation, preset=None, chunk_size=self.chunk_size, fast=self.fast
+        )
         out.preset, out.source = self.preset, self.source
         return out
 
@@ -254,11 +265,13 @@ def build_irad(
     preset: str | None = None,
     chunk_size: int | None = None,
     render: str | None = None,
+    fast: bool = True,
 ) -> IRAD:
     """``irad`` by name: load ``checkpoint`` (``None``: an untrained model, zero shift).
 
     ``render`` overrides how the shifted points are rendered (``"implicit"``, ``"bilinear"``,
-    ``"nearest"``; Table 15), keeping the checkpoint's SampleNet.
+    ``"nearest"``; Table 15), keeping the checkpoint's SampleNet. ``fast=False`` selects the
+    per-query reference path (the official code's algorithm; same output up to rounding).
     """
     if checkpoint is None:
         out = IRAD(preset=preset or "cpu", chunk_size=chunk_size)
@@ -266,6 +279,7 @@ def build_irad(
         out = IRAD.from_pretrained(checkpoint, preset=preset, chunk_size=chunk_size)
     if render is not None:
         out.samplenet.config = dataclasses.replace(out.samplenet.config, render=render)
+    out.fast = bool(fast)
     return out
 
 

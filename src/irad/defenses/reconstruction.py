@@ -64,6 +64,7 @@ class ImplicitDefense(Pretrained, Defense):
         preset: str | ImplicitPreset | None,
         sizes: ImplicitPreset | None,
         chunk_size: int | None,
+        fast: bool = True,
     ) -> None:
         super().__init__()
         if representation is None:
@@ -75,19 +76,26 @@ class ImplicitDefense(Pretrained, Defense):
         if chunk_size is None:
             chunk_size = sizes.chunk_size if sizes is not None else DEFAULT_CHUNK_SIZE
         self.chunk_size = chunk_size
+        #: The fast path (default) or the per-query reference path of
+        #: :func:`irad.models.liif.local_ensemble`: same outputs up to float rounding.
+        self.fast = bool(fast)
         self.source: str | None = None
 
     def config(self) -> dict[str, Any]:
         """Registry name and the factory's arguments: ``build_defense(**config)`` reloads it.
 
-        The sizes live in the checkpoint (see :meth:`checkpoint_config`).
+        The sizes live in the checkpoint (see :meth:`checkpoint_config`). ``fast`` is recorded
+        only when the reference path was chosen (``fast=False``).
         """
-        return {
+        out = {
             "name": self.registry_name,
             "checkpoint": self.source,
             "preset": self.preset,
             "chunk_size": self.chunk_size,
         }
+        if not self.fast:
+            out["fast"] = False
+        return out
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -153,6 +161,8 @@ class ImplicitReconstruction(ImplicitDefense):
         sampler: query at ``G + shift`` with a naive sampler instead of at ``G`` -- the SI
             (``d``) and SV (``γ``) rows of Table 8 (:func:`irad.resample.build_sampler`);
             ``None``: no sampling.
+        fast: the fast path (default) or the per-query reference path (the same output up to
+            float rounding; :mod:`irad.models.liif`).
 
     Shape:
         - Input: ``(B, 3, H, W)`` in [0, 1], any ``H``, ``W``.
@@ -181,10 +191,11 @@ class ImplicitReconstruction(ImplicitDefense):
         preset: str | ImplicitPreset | None = "cpu",
         chunk_size: int | None = None,
         sampler: Sampler | None = None,
+        fast: bool = True,
     ) -> None:
         # The preset sizes only a fresh representation (and then sets the default chunk size).
         p = get_preset(preset) if preset is not None and representation is None else None
-        super().__init__(representation, preset, p, chunk_size)
+        super().__init__(representation, preset, p, chunk_size, fast)
         self.sampler = sampler
         self.stochastic = bool(sampler is not None and sampler.stochastic)
 
@@ -197,13 +208,18 @@ class ImplicitReconstruction(ImplicitDefense):
 
     def purify(self, x: Tensor) -> Tensor:
         if self.sampler is None:
-            return self.representation(x, chunk_size=self.chunk_size)
+            return self.representation(x, chunk_size=self.chunk_size, fast=self.fast)
         b, _, h, w = x.shape
         points = make_grid(h, w, device=x.device, dtype=x.dtype) + self.sampler(
             b, h, w, dtype=x.dtype, device=x.device
         )
         rep = self.representation
-        out = rep.query(rep.field(x), points.view(b, -1, 2), chunk_size=self.chunk_size)
+        out = rep.query(
+            rep.field(x, fast=self.fast),
+            points.view(b, -1, 2),
+            chunk_size=self.chunk_size,
+            fast=self.fast,
+        )
         return out.view(b, h, w, 3).permute(0, 3, 1, 2)
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -234,11 +250,12 @@ def build_recons(
     sampling: str | None = None,
     shift: float = 1.5,
     seed: int | None = None,
+    fast: bool = True,
 ) -> ImplicitReconstruction:
     """``recons`` / ``disco`` by name: load ``checkpoint`` (``None``: an untrained model).
 
     ``sampling="si"`` / ``"sv"`` queries at shifted points (``shift`` = d or γ in pixels, ``seed``
-    for SV): Table 8's naive-sampling rows.
+    for SV): Table 8's naive-sampling rows. ``fast=False`` selects the per-query reference path.
     """
     if checkpoint is None:
         out = ImplicitReconstruction(preset=preset or "cpu", chunk_size=chunk_size)
@@ -249,6 +266,7 @@ def build_recons(
     if sampling is not None:
         out.sampler = build_sampler(sampling, shift, seed=seed)
         out.stochastic = out.sampler.stochastic
+    out.fast = bool(fast)
     return out
 
 

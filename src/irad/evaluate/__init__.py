@@ -2,8 +2,11 @@
 
 The entry point is :func:`evaluate_defenses` (and the ``irad evaluate`` command over it)::
 
+    >>> from irad.data import load_dataset
+    >>> from irad.defenses import build_defense
     >>> from irad.evaluate import evaluate_defenses, get_protocol
-    >>> result = evaluate_defenses(                                   # doctest: +SKIP
+    >>> from irad.models import load_classifier
+    >>> result = evaluate_defenses(  # CIFAR-10 and minutes of attacks   # doctest: +SKIP
     ...     {"none": build_defense("none"), "jpeg": build_defense("jpeg", quality=75)},
     ...     load_classifier("resnet56-4bfd9763.th"), load_dataset("cifar10"),
     ...     ["autoattack", "pgd:steps=20"],

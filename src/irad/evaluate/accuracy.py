@@ -75,10 +75,21 @@ def accuracy(
         - Batches: images ``(B, 3, H, W)`` in [0, 1], labels ``(B,)``; logits ``(B, classes)``.
 
     Example:
+        >>> from irad.data import ImageDataset, load_dataset
+        >>> from irad.models import load_classifier
         >>> clf = load_classifier("resnet20-12fca82f.th")  # doctest: +SKIP
         >>> result = accuracy(clf, load_dataset("cifar10"))  # doctest: +SKIP
         >>> f"{result.percent:.2f} %"  # doctest: +SKIP
         '91.73 %'
+
+        A classifier that always answers class 0, on three images of class 0 and one of class 1:
+
+        >>> always_0 = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2))
+        >>> _ = always_0[1].weight.data.zero_(), always_0[1].bias.data.copy_(torch.tensor([1., 0.]))
+        >>> images = torch.zeros(4, 4, 4, 3, dtype=torch.uint8)
+        >>> result = accuracy(always_0, ImageDataset(images, torch.tensor([0, 0, 0, 1])))
+        >>> result.correct, result.total, result.percent
+        (3, 4, 75.0)
     """
     check_batch_size(batch_size)
     total_images = len(dataset)

@@ -5,18 +5,25 @@ that the data's labels mean the classifier's outputs), takes the run folder (a l
 refusal to mix another configuration into it), and hands the work to
 :class:`~irad.evaluate.run.EvaluationRun`. See :mod:`irad.evaluate.run` for how each threat model
 is run and how seeds are derived.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) the same call runs as one shard of the job: it joins the
+process group (Gloo on CPU, NCCL on GPUs, one GPU per process), rank 0 takes the run folder, every
+process computes its share of the batches (:mod:`irad.evaluate.shards`), the results are merged,
+and rank 0 times the costs and writes the files. Every process returns the merged result, equal
+image for image to a one-process run's. See ``docs/evaluation.md``.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
 from irad.defenses.base import Defense
@@ -30,13 +37,19 @@ from irad.evaluate.folder import claim_run_folder, run_identity
 from irad.evaluate.images import EvalImages, check_classes
 from irad.evaluate.metrics import Count, encode_bits, worst_case
 from irad.evaluate.results import AttackOutcome, DefenseOutcome, EvaluationResult
-from irad.evaluate.run import AttackRun, DefenseEntry, EvaluationRun
+from irad.evaluate.run import AttackRun, DefenseEntry, EvaluationRun, Scores
 from irad.evaluate.seeds import SEED_SCHEME
+from irad.evaluate.shards import Shards
 from irad.evaluate.specs import AttackSpec, as_attack_spec, format_spec, parse_spec
+from irad.train.distributed import context_from_env, local_device, setup_distributed
 from irad.utils.env import environment_info, resolve_device
 from irad.utils.lock import RunLock
 
 log = logging.getLogger(__name__)
+
+#: How long a process of a ``torchrun`` evaluation waits for the others at a merge: shards of
+#: an attack can finish hours apart (a crashed process makes ``torchrun`` stop the others).
+DISTRIBUTED_TIMEOUT = datetime.timedelta(hours=24)
 
 
 def evaluate_defenses(
@@ -54,6 +67,7 @@ def evaluate_defenses(
     progress: bool = True,
     backend: AttackBackend | None = None,
     metadata: Mapping[str, Any] | None = None,
+    shards: Shards | None = None,
     **settings: Any,
 ) -> EvaluationResult:
     """Evaluate defenses in front of one classifier: SA, RA, Avg per attack, worst case, cost.
@@ -72,8 +86,8 @@ def evaluate_defenses(
             ``get_protocol("cpu").config(threat)``); ``**settings`` override fields of it by
             name, e.g. ``batch_size=50, seed=1, n=1000``.
         out_dir: the run folder: partial results (resume), ``run.json``, ``result.json``,
-            ``result.csv`` and ``table.md``; None keeps everything in memory. It is locked while
-            the run uses it (a second run into it fails at once with
+            ``result.csv``, ``per_image.csv`` and ``table.md``; None keeps everything in memory.
+            It is locked while the run uses it (a second run into it fails at once with
             :class:`irad.utils.lock.RunFolderBusy`).
         overwrite: replace the results of an evaluation with other settings in ``out_dir``
             (refused by default, naming the settings that differ).
@@ -81,17 +95,34 @@ def evaluate_defenses(
             ``$IRAD_CACHE/adversarial``); ``use_cache=False`` disables it.
         backend: the attack factory (default: :mod:`irad.attacks`).
         metadata: extra JSON-ready facts recorded with the result (model name, weights path).
+        shards: this process's share of the batches; by default taken from ``torchrun``'s
+            environment (``WORLD_SIZE``, ``RANK``), joining its process group: every process
+            of the job calls this function with the same arguments. Without ``torchrun``: all
+            batches, one process.
 
     Returns:
-        An :class:`EvaluationResult`; also saved to ``out_dir`` when given.
+        An :class:`EvaluationResult` (on every process of a ``torchrun`` job); also saved to
+        ``out_dir`` (by rank 0) when given.
 
     Example:
+        >>> from irad.data import ImageDataset
         >>> from irad.defenses import build_defense
-        >>> result = evaluate_defenses(  # doctest: +SKIP
+        >>> from irad.models import load_classifier
+        >>> images = ImageDataset(  # 4 random images, a stand-in for load_dataset("cifar10")
+        ...     torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8), torch.arange(4))
+        >>> result = evaluate_defenses(
         ...     {"none": build_defense("none"), "jpeg": build_defense("jpeg", quality=75)},
-        ...     classifier, load_dataset("cifar10"), ["pgd:steps=20"], "oblivious",
-        ...     n=1000, out_dir="results/jpeg")
-        >>> print(result.to_markdown())  # doctest: +SKIP
+        ...     load_classifier("cifar10"), images, ["pgd:steps=2"], "oblivious",
+        ...     n=4, out_dir="results/jpeg")
+        >>> result.ra("jpeg", "pgd:steps=2").total
+        4
+        >>> sorted(p.name for p in Path("results/jpeg").iterdir())
+        ['partials', 'per_image.csv', 'result.csv', 'result.json', 'run.json', 'table.md']
+        >>> print(result.to_markdown())
+        # Robustness evaluation: oblivious threat
+        ...
+        | Defense | SA | RA | Avg | Cost (ms/img) |
+        ...
     """
     cfg = config if config is not None else EvaluationConfig()
     if threat is not None:
@@ -105,6 +136,12 @@ def evaluate_defenses(
     if not isinstance(classifier, nn.Module):
         raise InputError(f"classifier must be an nn.Module, got {type(classifier).__name__}")
     device = resolve_device(cfg.device)
+    context = context_from_env()
+    if shards is None and context.is_distributed:
+        device = local_device(device, context)
+        context = setup_distributed(device, timeout=DISTRIBUTED_TIMEOUT)
+        shards = Shards.from_context(context)
+    shards = shards or Shards()
     backend = backend or AttackBackend.default()
     if backend.check_spec is not None:
         planned = list(specs)
@@ -115,35 +152,83 @@ def evaluate_defenses(
             backend.check_spec(spec)
 
     folder = Path(out_dir) if out_dir is not None else None
-    lock = RunLock(folder, purpose="irad evaluate") if folder is not None else nullcontext()
-    with lock, num_threads(cfg.threads):
-        images = EvalImages(dataset, cfg.n)
-        classifier = classifier.to(device).eval()
-        for module in named.values():
-            module.to(device).eval()
-        check_classes(images, classifier)
-        run = EvaluationRun(
-            cfg,
-            classifier,
-            named,
-            images,
-            backend=backend,
-            cache_dir=Path(cache_dir) if cache_dir is not None else None,
-            use_cache=use_cache,
-            store=PartialStore(folder / "partials") if folder is not None else None,
-            device=device,
-            progress=progress,
-        )
+    with ExitStack() as stack:
+        stack.callback(context.close)
         if folder is not None:
-            identity = run_identity(
-                cfg.to_dict(),
-                labels,
-                {e.label: e.fingerprint for e in run.entries},
-                run.classifier_fp,
-                {"fingerprint": images.fingerprint, "n": images.n},
-            )
-            claim_run_folder(folder, identity, overwrite=overwrite)
-        result = _execute(run, specs, metadata)
+            # Rank 0 holds the folder for the whole job; the others write their partial
+            # results into the folder it holds (an error there stops every rank).
+            def take_folder() -> None:
+                stack.enter_context(RunLock(folder, purpose="irad evaluate"))
+
+            shards.on_main(take_folder)
+        stack.enter_context(num_threads(cfg.threads))
+        return _evaluate(
+            cfg,
+            specs,
+            labels,
+            named,
+            classifier,
+            dataset,
+            device=device,
+            backend=backend,
+            folder=folder,
+            overwrite=overwrite,
+            cache_dir=cache_dir,
+            use_cache=use_cache,
+            progress=progress,
+            metadata=metadata,
+            shards=shards,
+        )
+
+
+def _evaluate(
+    cfg: EvaluationConfig,
+    specs: Sequence[AttackSpec],
+    labels: Sequence[str],
+    named: Mapping[str, Defense],
+    classifier: nn.Module,
+    dataset: Any,
+    *,
+    device: Any,
+    backend: AttackBackend,
+    folder: Path | None,
+    overwrite: bool,
+    cache_dir: str | Path | None,
+    use_cache: bool,
+    progress: bool,
+    metadata: Mapping[str, Any] | None,
+    shards: Shards,
+) -> EvaluationResult:
+    """The run itself, inside the run folder's lock (taken by rank 0)."""
+    images = EvalImages(dataset, cfg.n)
+    classifier = classifier.to(device).eval()
+    for module in named.values():
+        module.to(device).eval()
+    check_classes(images, classifier)
+    run = EvaluationRun(
+        cfg,
+        classifier,
+        named,
+        images,
+        backend=backend,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
+        use_cache=use_cache,
+        store=PartialStore(folder / "partials") if folder is not None else None,
+        device=device,
+        progress=progress and shards.is_main,
+        shards=shards,
+    )
+    if folder is not None:
+        identity = run_identity(
+            cfg.to_dict(),
+            labels,
+            {e.label: e.fingerprint for e in run.entries},
+            run.classifier_fp,
+            {"fingerprint": images.fingerprint, "n": images.n},
+        )
+        shards.on_main(lambda: claim_run_folder(folder, identity, overwrite=overwrite))
+    result = _execute(run, specs, metadata)
+    if shards.is_main:
         for line in result.warnings:
             log.warning(line)
         if folder is not None:
@@ -174,8 +259,13 @@ def _execute(
             f"attack_s[{spec.label}]", lambda s=spec: run.run_attack(s, run.entries)
         )
     bar.close()
-    gradients = timed("gradients_s", lambda: diagnostics.gradient_report(run))
-    costs, classifier_cost = timed("cost_s", lambda: diagnostics.costs(run))
+    # Measured by rank 0 alone (the others wait, so the timings are not disturbed).
+    gradients = timed(
+        "gradients_s", lambda: run.shards.on_main(lambda: diagnostics.gradient_report(run))
+    )
+    costs, classifier_cost = timed(
+        "cost_s", lambda: run.shards.on_main(lambda: diagnostics.costs(run))
+    )
     outcomes = {
         e.label: _outcome(run, e, specs, clean[e.label], per_attack, costs, gradients)
         for e in run.entries
@@ -187,8 +277,9 @@ def _execute(
         )
     timing["sanity_s"] = round(time.perf_counter() - t0, 3)
     environment = environment_info(run.device)  # inside the run: records the threads used
+    environment["processes"] = run.shards.info()
     timing["total_s"] = round(time.perf_counter() - started, 3)
-    timing.update(run.stats)
+    timing.update(run.shards.total(run.stats))
 
     warnings = [c.warning_line() for o in outcomes.values() for c in o.checks if c.failed]
     warnings += diagnostics.setting_warnings(run)
@@ -209,6 +300,7 @@ def _execute(
         warnings=warnings,
         timing=timing,
         metadata=dict(metadata or {}),
+        labels=run.images.labels(),
         randomness={
             "base_seed": run.config.seed,
             "scheme": SEED_SCHEME,
@@ -223,7 +315,7 @@ def _outcome(
     run: EvaluationRun,
     e: DefenseEntry,
     specs: Sequence[AttackSpec],
-    clean: Tensor,
+    clean: Scores,
     per_attack: Mapping[str, Mapping[str, AttackRun]],
     costs: Mapping[str, CostResult],
     gradients: Mapping[str, dict[str, Any]],
@@ -241,10 +333,12 @@ def _outcome(
             attack_config=run.attack_config(r.cache_key),
             seeds=r.seeds,
             per_image=encode_bits(r.correct),
+            predicted=r.predicted.tolist(),
         )
-    worst = None
+    worst = worst_bits = None
     if len(specs) > 1:
-        worst = Count.of(worst_case([per_attack[s.label][e.label].correct for s in specs]))
+        worst_bits = worst_case([per_attack[s.label][e.label].correct for s in specs])
+        worst = Count.of(worst_bits)
     config = e.module.config() if hasattr(e.module, "config") else {}
     return DefenseOutcome(
         label=e.label,
@@ -253,12 +347,14 @@ def _outcome(
         differentiable=bool(getattr(e.module, "differentiable", True)),
         fingerprint=e.fingerprint,
         draws=e.draws,
-        sa=Count.of(clean),
+        sa=Count.of(clean.correct),
         attacks=attacks,
         worst_case=worst,
+        worst_case_per_image=[] if worst_bits is None else encode_bits(worst_bits),
         cost=costs.get(e.label),
         gradients=gradients.get(e.label),
-        clean_per_image=encode_bits(clean),
+        clean_per_image=encode_bits(clean.correct),
+        clean_predicted=clean.predicted.tolist(),
     )
 
 

@@ -43,7 +43,7 @@ def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, 
     Example:
         >>> [round(v, 1) for v in wilson_interval(50, 100)]
         [40.4, 59.6]
-        >>> wilson_interval(0, 10)[0], wilson_interval(10, 10)[1]
+        >>> wilson_interval(0, 10)[0], round(wilson_interval(10, 10)[1], 6)
         (0.0, 100.0)
     """
     if n <= 0:

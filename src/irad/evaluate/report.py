@@ -15,6 +15,8 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
+from irad.evaluate.curves import AXES, curves, curves_markdown
+from irad.evaluate.intervals import format_interval
 from irad.evaluate.metrics import Count, average
 
 WORST_CASE = "worst-case"
@@ -25,7 +27,11 @@ CSV_COLUMNS = (
     "eps",
     "threat",
     "sa",
+    "sa_ci95_low",
+    "sa_ci95_high",
     "ra",
+    "ra_ci95_low",
+    "ra_ci95_high",
     "avg",
     "sa_correct",
     "sa_total",
@@ -73,7 +79,10 @@ def rows(record: Record) -> list[dict[str, Any]]:
         if not columns:
             columns.append(("", None, None))
         cost = d.get("cost")
+        draws = int(d.get("draws", 1))
+        sa_low, sa_high = sa.ci95(draws)
         for attack, eps, robust in columns:
+            ra_low, ra_high = robust.ci95(draws) if robust is not None else ("", "")
             out.append(
                 {
                     "defense": label,
@@ -81,7 +90,11 @@ def rows(record: Record) -> list[dict[str, Any]]:
                     "eps": "" if eps is None else eps,
                     "threat": record.get("threat", cfg.get("threat")),
                     "sa": round(sa.percent, 4),
+                    "sa_ci95_low": _round(sa_low),
+                    "sa_ci95_high": _round(sa_high),
                     "ra": "" if robust is None else round(robust.percent, 4),
+                    "ra_ci95_low": _round(ra_low),
+                    "ra_ci95_high": _round(ra_high),
                     "avg": "" if robust is None else round(average(sa, robust), 4),
                     "sa_correct": sa.correct,
                     "sa_total": sa.total,
@@ -103,6 +116,58 @@ def csv_text(record: Record) -> str:
     writer = csv.DictWriter(buf, fieldnames=list(CSV_COLUMNS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows(record))
+    return buf.getvalue()
+
+
+def _round(value: float | str) -> float | str:
+    if isinstance(value, str) or value != value:  # "" or NaN
+        return ""
+    return round(value, 4)
+
+
+PER_IMAGE_COLUMNS = ("image", "label", "defense", "attack", "draw", "correct", "predicted")
+
+
+def per_image_rows(record: Record) -> list[dict[str, Any]]:
+    """One row per (defense, attack, draw, image): is it classified correctly, as what.
+
+    ``attack`` is ``clean`` for the clean images and ``worst-case`` for the per-image worst case
+    over the attacks (no predicted label there). ``image`` is the index in the evaluation set.
+    """
+    labels = list(record.get("labels") or [])
+    out: list[dict[str, Any]] = []
+
+    def add(defense: str, attack: str, bits: list[str], predicted: list[list[int]]) -> None:
+        for draw, row in enumerate(bits):
+            preds = predicted[draw] if draw < len(predicted) else []
+            for i, bit in enumerate(row):
+                out.append(
+                    {
+                        "image": i,
+                        "label": labels[i] if i < len(labels) else "",
+                        "defense": defense,
+                        "attack": attack,
+                        "draw": draw,
+                        "correct": int(bit == "1"),
+                        "predicted": preds[i] if i < len(preds) else "",
+                    }
+                )
+
+    for label, d in record.get("defenses", {}).items():
+        add(label, "clean", d.get("clean_per_image", []), d.get("clean_predicted", []))
+        for name, a in d.get("attacks", {}).items():
+            add(label, name, a.get("per_image", []), a.get("predicted", []))
+        if d.get("worst_case_per_image"):
+            add(label, WORST_CASE, d["worst_case_per_image"], [])
+    return out
+
+
+def per_image_csv(record: Record) -> str:
+    """:func:`per_image_rows` as CSV text."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(PER_IMAGE_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(per_image_rows(record))
     return buf.getvalue()
 
 
@@ -134,13 +199,17 @@ def markdown(record: Record) -> str:
         sa = _count(d["sa"])
         for g in groups:
             robust = ra(d, g)
-            cells += [_pct(sa), _pct(robust), f"{average(sa, robust):.2f}"]
+            cells += [_pct(sa, draws), _pct(robust, draws), f"{average(sa, robust):.2f}"]
         if not groups:
-            cells.append(_pct(sa))
+            cells.append(_pct(sa, draws))
         cost = d.get("cost")
         cells.append("–" if cost is None else f"{cost['ms_per_image']:.3f}")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", notes(record)]
+    for axis in AXES:
+        text = curves_markdown(curves(record, axis))
+        if text:
+            lines += ["", text.rstrip()]
     warnings = record.get("warnings", [])
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
@@ -211,7 +280,10 @@ def _eot_parts(record: Record) -> list[str]:
 def notes(record: Record) -> str:
     """The paragraph under the table: what SA / RA / Avg, the worst case and the cost mean."""
     defenses = record.get("defenses", {})
-    parts = ["SA, RA, Avg = (SA + RA) / 2 in %."]
+    parts = [
+        "SA, RA, Avg = (SA + RA) / 2 in %; in brackets the 95 % Wilson interval (binomial over "
+        "the images)."
+    ]
     if len(record.get("attacks", [])) > 1:
         parts.append("Worst case: an image counts as robust only if it survives every attack.")
     if any(d.get("stochastic") for d in defenses.values()):
@@ -229,5 +301,8 @@ def notes(record: Record) -> str:
     return " ".join(parts)
 
 
-def _pct(count: Count) -> str:
-    return f"{count.percent:.2f}"
+def _pct(count: Count, draws: int | None = None) -> str:
+    """``91.00`` or, given ``draws``, ``91.00 [89.1, 92.6]`` (the 95 % interval beside it)."""
+    if draws is None:
+        return f"{count.percent:.2f}"
+    return f"{count.percent:.2f} {format_interval(*count.ci95(draws))}"

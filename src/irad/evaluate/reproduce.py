@@ -11,6 +11,7 @@ Rows that need trained weights name them with placeholders, filled by :func:`run
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,19 +23,35 @@ from irad.defenses import Defense, build_defense_spec
 from irad.evaluate import paper
 from irad.evaluate.config import EvaluationConfig, protocol_config
 from irad.evaluate.harness import evaluate_defenses
+from irad.evaluate.plots import matplotlib_missing, plot_attack_bars
 from irad.evaluate.results import WORST_CASE, EvaluationResult
 from irad.registry import Registry
+from irad.train.distributed import context_from_env
 from irad.utils.io import atomic_write_text
 from irad.utils.lock import RunLock
 
 
 @dataclass(frozen=True)
 class TableRow:
-    """One row: the paper's label, our defense spec (``name:k=v``) and the paper's figures."""
+    """One row: the paper's label, our defense spec (``name:k=v``) and the paper's figures
+    (``paper`` for a one-attack table; ``paper_attacks`` per attack key for a table of several
+    attacks: a :class:`~irad.evaluate.paper.PaperRow`, or the RA alone as a float)."""
 
     label: str
     defense: str
     paper: paper.PaperRow | None = None
+    paper_attacks: Mapping[str, paper.PaperRow | float] | None = None
+
+
+@dataclass(frozen=True)
+class TableAttack:
+    """One attack of a table of several: the key of the paper's figures, the paper's name for
+    it, our attack spec, and where the spec's settings come from."""
+
+    key: str
+    name: str
+    spec: str
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,13 @@ class TableSpec:
     rows: tuple[TableRow, ...]
     notes: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    #: The attacks by the paper's names, for tables of several attacks (Tables 10, 13).
+    table_attacks: tuple[TableAttack, ...] = ()
+    #: ``"defenses"``: one row per defense (and attack); ``"attacks"``: one row per attack,
+    #: RA per defense in the columns (Table 10).
+    layout: str = "defenses"
+    #: ``"attack-bars"``: also draw the paper's Fig. 4 (RA per attack, ours and the paper's).
+    figure: str | None = None
 
     def build_defenses(self, variables: dict[str, str] | None = None) -> dict[str, Defense]:
         """The rows' defenses, with ``{irad}`` / ``{runs}`` in their specs filled in."""
@@ -252,6 +276,332 @@ _register(
 )
 
 
+# -- Tables 10 and 13: many attacks (Sec. 6.2, A.3, A.4) ------------------------------------------
+_DISCO_SCRIPT = (
+    "DISCO's released transfer script (chihhuiho/disco, testing/cifar10_transfer_defense.py), "
+    "whose attack list and order Table 10 follows; IRAD's own evaluation script is not public"
+)
+
+#: The ten attacks of Table 10 / Fig. 4 with the settings of the script the comparison follows.
+TABLE10_ATTACKS: tuple[TableAttack, ...] = (
+    TableAttack("fgsm", "FGSM", "fgsm", "FGSM(eps=8/255)"),
+    TableAttack("bim", "BIM", "bim:steps=100,alpha=2", "BIM(eps=8/255, alpha=2/255, steps=100)"),
+    TableAttack(
+        "pgd",
+        "PGD",
+        "pgd:steps=100,alpha=2.2667,random_start=true",
+        "PGD(eps=8/255, alpha=2/225, steps=100, random_start=True); 2/225 (= 2.2667/255) is "
+        "what the script says, most likely a typo for 2/255, kept",
+    ),
+    TableAttack(
+        "rfgsm", "RFGSM", "rfgsm:steps=100,alpha=2", "RFGSM(eps=8/255, alpha=2/255, steps=100)"
+    ),
+    TableAttack("tpgd", "TPGD", "tpgd:steps=7,alpha=2", "TPGD(eps=8/255, alpha=2/255, steps=7)"),
+    TableAttack(
+        "apgd",
+        "APGD",
+        "apgd:steps=10,loss=ce",
+        "APGD(eps=8/255): torchattacks' defaults, 10 steps, CE loss, 1 restart, rho 0.75",
+    ),
+    TableAttack(
+        "eotpgd",
+        "EOT-PGD",
+        "eotpgd:steps=40,alpha=8,eot_iter=1",
+        "EOTPGD(eps=8/255, alpha=8/255, steps=40, eot_iter=10); we run eot_iter=1: on the "
+        "oblivious surface (the deterministic classifier) the 10 gradients are identical, so "
+        "the images are the same at a tenth of the cost",
+    ),
+    TableAttack("ffgsm", "FFGSM", "ffgsm:alpha=10", "FFGSM(eps=8/255, alpha=10/255)"),
+    TableAttack(
+        "mifgsm",
+        "MI-FGSM",
+        "mifgsm:steps=5,decay=1.0",
+        "MIFGSM(eps=8/255, steps=5, decay=1.0), alpha torchattacks' 2/255",
+    ),
+    TableAttack(
+        "jitter",
+        "Jitter",
+        "jitter",
+        "Jitter(eps=8/255): torchattacks' defaults, alpha 2/255, 10 steps, scale 10, std 0.1, "
+        "random start",
+    ),
+)
+
+#: The three transfer attacks of Table 13 (A.4).
+TABLE13_ATTACKS: tuple[TableAttack, ...] = (
+    TableAttack(
+        "vmifgsm",
+        "VMI-FGSM",
+        "vmifgsm",
+        "torchattacks' defaults: alpha 2/255, 10 steps, decay 1.0, N = 5 neighbours, beta 3/2",
+    ),
+    TableAttack("vnifgsm", "VNI-FGSM", "vnifgsm", "as VMI-FGSM"),
+    TableAttack(
+        "admix",
+        "Admix",
+        "admix",
+        "the Admix paper's defaults: 10 steps of eps/10, decay 1.0, 5 scales, 3 mixes, eta 0.2",
+    ),
+)
+
+
+def _by_defense(table: Mapping[str, Mapping[str, float]], defense: str) -> dict[str, float]:
+    """Table 10's figures (attack -> defense -> RA) of one defense: attack -> RA."""
+    return {attack: row[defense] for attack, row in table.items() if defense in row}
+
+
+_register(
+    TableSpec(
+        name="table10",
+        title="Table 10 / Fig. 4 (CIFAR-10): the DISCO-style defense and IRAD against ten "
+        "attacks, oblivious",
+        threat="oblivious",
+        attacks=tuple(a.spec for a in TABLE10_ATTACKS),
+        table_attacks=TABLE10_ATTACKS,
+        layout="attacks",
+        figure="attack-bars",
+        rows=(
+            TableRow("w.o. defense", "none"),
+            TableRow(
+                "DISCO-style (ours)",
+                "recons:checkpoint={irad}",
+                paper_attacks=_by_defense(paper.TABLE10, "disco"),
+            ),
+            TableRow(
+                "IRAD (ours)",
+                "irad:checkpoint={irad}",
+                paper_attacks=_by_defense(paper.TABLE10, "irad"),
+            ),
+        ),
+        notes=(
+            "Oblivious threat, as in the paper: every attack sees the classifier alone and the "
+            "defense is applied to its finished images (RA here is *not* robustness against an "
+            "attacker who knows the defense). The attack settings are those of "
+            + _DISCO_SCRIPT
+            + ". The paper's DISCO row is DISCO's released model; ours is our implicit "
+            "representation queried at the unshifted grid."
+        ),
+    )
+)
+
+_register(
+    TableSpec(
+        name="table13",
+        title="Table 13 (CIFAR-10): transfer-based attacks VMI-FGSM, VNI-FGSM and Admix, oblivious",
+        threat="oblivious",
+        attacks=tuple(a.spec for a in TABLE13_ATTACKS),
+        table_attacks=TABLE13_ATTACKS,
+        rows=(
+            TableRow("No defense", "none", paper_attacks=paper.TABLE13["none"]),
+            TableRow(
+                "DISCO-style (ours)",
+                "recons:checkpoint={irad}",
+                paper_attacks=paper.TABLE13["disco"],
+            ),
+            TableRow("IRAD (ours)", "irad:checkpoint={irad}", paper_attacks=paper.TABLE13["irad"]),
+        ),
+        notes=(
+            "Oblivious threat: the attacks are crafted on the classifier alone (transfer to the "
+            "defended model). The paper does not publish the settings of these attacks; we use "
+            "torchattacks' defaults for VMI-/VNI-FGSM and the Admix paper's for Admix. The "
+            "paper's DiffPure (t = 100) row, SA / RA: VMI-FGSM 89.21 / 85.55, VNI-FGSM "
+            "89.21 / 85.49, Admix 89.21 / 85.23; irad does not run it here (`irad evaluate "
+            "--defense diffpure:...` does, at a far higher cost)."
+        ),
+    )
+)
+
+
+def _attack_label(spec: TableSpec, attack: TableAttack) -> str:
+    from irad.evaluate.specs import AttackSpec
+
+    return AttackSpec.parse(attack.spec).label
+
+
+def _ci(count: Any, draws: int) -> str:
+    from irad.evaluate.intervals import format_interval
+
+    return format_interval(*count.ci95(draws))
+
+
+def _attack_rows_markdown(spec: TableSpec, result: EvaluationResult) -> str:
+    """Table 10's layout: one row per attack, RA per defense (ours with its 95 % interval, the
+    paper's beside it); then the mean over the attacks (the paper's Avg.) and the per-image
+    worst case over them; then where the ordering agrees with the paper's."""
+    rows = spec.rows
+    header = ["Attack"]
+    for row in rows:
+        header.append(f"{row.label} RA")
+        if row.paper_attacks:
+            header.append(f"paper {_paper_name(row.label)}")
+    lines = [f"## {spec.title}", "", result.caption(), ""]
+    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    ours: dict[str, dict[str, float]] = {row.label: {} for row in rows}
+    for attack in spec.table_attacks:
+        label = _attack_label(spec, attack)
+        cells = [attack.name]
+        for row in rows:
+            d = result.defenses[row.label]
+            ra = result.ra(row.label, label)
+            ours[row.label][attack.key] = ra.percent
+            cells.append(f"{ra.percent:.2f} {_ci(ra, d.draws)}")
+            if row.paper_attacks:
+                theirs = row.paper_attacks.get(attack.key)
+                cells.append("–" if theirs is None else f"{_paper_ra(theirs):.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    avg = ["Avg. (mean over the attacks)"]
+    worst = ["**Worst case** (per image, over the attacks)"]
+    sa = ["SA (clean)"]
+    for row in rows:
+        d = result.defenses[row.label]
+        values = list(ours[row.label].values())
+        avg.append(f"{sum(values) / len(values):.2f}")
+        w = result.ra(row.label)
+        worst.append(f"**{w.percent:.2f}** {_ci(w, d.draws)}")
+        sa.append(f"{d.sa.percent:.2f} {_ci(d.sa, d.draws)}")
+        if row.paper_attacks:
+            theirs = row.paper_attacks.get("avg")
+            avg.append("–" if theirs is None else f"{_paper_ra(theirs):.2f}")
+            worst.append("–")
+            sa.append("–")
+    lines += ["| " + " | ".join(c) + " |" for c in (avg, worst, sa)]
+    lines += [
+        "",
+        "RA in %; in brackets the 95 % Wilson interval (binomial over the images). Paper: "
+        "WideResNet-28-10 victim, full test set; ours: the protocol named above. The worst case "
+        "counts an image as robust only if it survives all ten attacks.",
+        "",
+        "Attack settings (ours = the spec in the run; the source's in words):",
+        "",
+    ]
+    lines += [f"- {a.name}: `{_attack_label(spec, a)}` ({a.source})" for a in spec.table_attacks]
+    lines += ["", *_ordering(spec, ours)]
+    if spec.notes:
+        lines += ["", spec.notes]
+    if result.warnings:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def _paper_name(label: str) -> str:
+    """The paper's name of one of our rows: ``DISCO-style (ours)`` -> ``DISCO``."""
+    return label.replace(" (ours)", "").replace("-style", "")
+
+
+def _paper_ra(value: paper.PaperRow | float) -> float:
+    return value.ra if isinstance(value, paper.PaperRow) else float(value)
+
+
+def _ordering(spec: TableSpec, ours: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """Where our ordering agrees with the paper's: the last compared row (IRAD) above the first
+    (DISCO) under every attack, and which attack is the hardest for each."""
+    compared = [row for row in spec.rows if row.paper_attacks]
+    if len(compared) < 2:
+        return []
+    names = {a.key: a.name for a in spec.table_attacks}
+    keys = [a.key for a in spec.table_attacks]
+    theirs = {
+        row.label: {k: _paper_ra(v) for k, v in (row.paper_attacks or {}).items()}
+        for row in compared
+    }
+    low, high = compared[0].label, compared[-1].label
+    above = [k for k in keys if ours[high][k] > ours[low][k]]
+    paper_above = [
+        k
+        for k in keys
+        if k in theirs[high] and k in theirs[low] and theirs[high][k] > theirs[low][k]
+    ]
+    not_above = [names[k] for k in keys if k not in above]
+    out = [
+        "Ordering against the paper's:",
+        "",
+        f"- {high} above {low}: under {len(above)} of {len(keys)} attacks (paper: "
+        f"{len(paper_above)} of {len(keys)})"
+        + (f"; not under {', '.join(not_above)}" if not_above else "")
+        + ".",
+    ]
+    for label in (low, high):
+        known = [k for k in keys if k in theirs[label]]
+        if not known:
+            continue
+        lowest = min(ours[label][k] for k in keys)
+        mine = [k for k in keys if ours[label][k] == lowest]  # ties are all named
+        hardest = min(known, key=lambda k: theirs[label][k])
+        verdict = "agrees" if hardest in mine else "differs"
+        out.append(
+            f"- Hardest attack for {label}: {', '.join(names[k] for k in mine)} ({lowest:.2f} %); "
+            f"paper: {names[hardest]} ({theirs[label][hardest]:.2f} %): {verdict}."
+        )
+    return out
+
+
+def _defense_attack_markdown(spec: TableSpec, result: EvaluationResult) -> str:
+    """Table 13's layout: per defense, one row per attack and one for the per-image worst case
+    over the attacks; SA / RA / Avg, ours (with 95 % intervals) beside the paper's."""
+    header = (
+        "| Defense | Attack | SA | RA | Avg | Paper SA | Paper RA | Paper Avg |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|"
+    )
+    lines = [f"## {spec.title}", "", result.caption(), "", header]
+    for row in spec.rows:
+        d = result.defenses[row.label]
+        sa = d.sa
+        entries = [(a.name, _attack_label(spec, a), a.key) for a in spec.table_attacks]
+        entries.append(("**worst case**", WORST_CASE, ""))
+        for name, label, key in entries:
+            ra = result.ra(row.label, label)
+            theirs = (row.paper_attacks or {}).get(key) if key else None
+            if isinstance(theirs, paper.PaperRow):
+                figures = f"{theirs.sa:.2f} | {theirs.ra:.2f} | {theirs.avg:.2f}"
+            else:
+                figures = "– | – | –"
+            lines.append(
+                f"| {row.label} | {name} | {sa.percent:.2f} {_ci(sa, d.draws)} | "
+                f"{ra.percent:.2f} {_ci(ra, d.draws)} | {result.avg(row.label, label):.2f} | "
+                f"{figures} |"
+            )
+    lines += [
+        "",
+        "SA, RA, Avg = (SA + RA) / 2 in %; in brackets the 95 % Wilson interval (binomial over "
+        "the images). Worst case: an image counts as robust only if it survives every attack of "
+        "the table. Paper: WideResNet-28-10 victim, full test set; ours: the protocol named "
+        "above.",
+        "",
+        "Attack settings:",
+        "",
+    ]
+    lines += [f"- {a.name}: `{_attack_label(spec, a)}` ({a.source})" for a in spec.table_attacks]
+    if spec.notes:
+        lines += ["", spec.notes]
+    if result.warnings:
+        lines += ["", "Warnings:", ""] + [f"- {w}" for w in result.warnings]
+    return "\n".join(lines) + "\n"
+
+
+def attack_bars(spec: TableSpec, result: EvaluationResult, prefix: str | Path) -> list[Path]:
+    """Fig. 4 in our protocol: RA per attack for each row with the paper's figures, ours beside
+    the paper's (hatched). ``prefix.png`` / ``.svg``; ``[]`` without matplotlib."""
+    names = [a.name for a in spec.table_attacks]
+    series: dict[str, list[float | None]] = {}
+    for row in spec.rows:
+        if not row.paper_attacks:
+            continue
+        series[row.label] = [
+            result.ra(row.label, _attack_label(spec, a)).percent for a in spec.table_attacks
+        ]
+        series[f"{_paper_name(row.label)} (paper)"] = [
+            None if a.key not in row.paper_attacks else _paper_ra(row.paper_attacks[a.key])
+            for a in spec.table_attacks
+        ]
+    n = result.dataset.get("n")
+    return plot_attack_bars(
+        names,
+        series,
+        prefix,
+        title=f"{spec.title.split(':')[0]}: ours ({n} images) and the paper's",
+    )
+
+
 def table_names() -> list[str]:
     return TABLES.names()
 
@@ -262,6 +612,10 @@ def get_table(name: str) -> TableSpec:
 
 def comparison_markdown(spec: TableSpec, result: EvaluationResult) -> str:
     """Our figures beside the paper's, in the paper's layout."""
+    if spec.layout == "attacks":
+        return _attack_rows_markdown(spec, result)
+    if spec.table_attacks:
+        return _defense_attack_markdown(spec, result)
     header = (
         "| Defense | SA | RA | Avg | Cost (ms/img) | Paper SA | Paper RA | Paper Avg |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|"
@@ -322,7 +676,9 @@ def run_table(
         cfg = config.replace(threat=spec.threat, **spec.settings, **given)
     else:
         cfg = protocol_config(protocol, spec.threat, **{**spec.settings, **settings})
-    lock = RunLock(out_dir, purpose=f"irad reproduce {name}") if out_dir is not None else None
+    main = context_from_env().is_main  # under torchrun rank 0 holds the folder and writes
+    take = out_dir is not None and main
+    lock = RunLock(out_dir, purpose=f"irad reproduce {name}") if take else None
     with lock if lock is not None else nullcontext():
         result = evaluate_defenses(
             spec.build_defenses(variables),
@@ -337,6 +693,13 @@ def run_table(
             metadata={"table": name, "variables": variables or {}, **(metadata or {})},
         )
         text = comparison_markdown(spec, result)
-        if out_dir is not None:
+        if out_dir is not None and main:
             atomic_write_text(Path(out_dir) / "comparison.md", text)
+            if spec.figure == "attack-bars":
+                figures = attack_bars(spec, result, Path(out_dir) / "fig4")
+                text += "\n" + (
+                    f"Figure: {', '.join(map(str, figures))}\n"
+                    if figures
+                    else f"({matplotlib_missing()})\n"
+                )
     return result, text

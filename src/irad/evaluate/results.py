@@ -3,6 +3,15 @@
 ``EvaluationResult.from_json(result.to_json())`` round-trips, so a saved ``result.json`` can be
 re-rendered (:mod:`irad.evaluate.report`) or merged into a larger table without rerunning
 anything.
+
+Per-image results are kept for every figure: for each defense, which images it classifies
+correctly and the label it predicts, on the clean images (``clean_per_image``,
+``clean_predicted``) and under each attack (``attacks[a].per_image``, ``attacks[a].predicted``),
+one row per draw, and the per-image worst case over the attacks (``worst_case_per_image``); the
+true labels are ``labels``. Column ``i`` is image ``i`` of the evaluation set (batch ranges in
+``randomness.batches``). ``per_image.csv`` has the same as one row per (defense, attack, draw,
+image), ready for a paired comparison or a bootstrap. Beside every SA and RA the record holds its
+95 % interval (``ci95``, :mod:`irad.evaluate.intervals`).
 """
 
 from __future__ import annotations
@@ -14,11 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torch import Tensor
+
 from irad.errors import ConfigError
 from irad.evaluate import report
 from irad.evaluate.config import EvaluationConfig
 from irad.evaluate.cost import CostResult
-from irad.evaluate.metrics import Count, average
+from irad.evaluate.intervals import INTERVAL_METHOD
+from irad.evaluate.metrics import Count, average, decode_bits
 from irad.evaluate.specs import AttackSpec
 from irad.utils.io import atomic_write_text
 
@@ -68,6 +80,7 @@ class AttackOutcome:
             ``randomness["batches"][i]``); ``build_attack(...)(x, y, seed=seeds[i])`` rebuilds
             them.
         per_image: correctness per draw, one '0'/'1' string per draw.
+        predicted: the label the defended classifier predicts, per draw and image.
     """
 
     spec: AttackSpec
@@ -78,17 +91,19 @@ class AttackOutcome:
     attack_config: dict[str, Any] | None = None
     seeds: list[int] = field(default_factory=list)
     per_image: list[str] = field(default_factory=list)
+    predicted: list[list[int]] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, draws: int = 1) -> dict[str, Any]:
         return {
             "spec": self.spec.to_dict(),
-            "ra": self.ra.to_dict(),
+            "ra": _with_interval(self.ra, draws),
             "eot_samples": self.eot_samples,
             "adapted": self.adapted,
             "cache_key": self.cache_key,
             "attack_config": self.attack_config,
             "seeds": self.seeds,
             "per_image": self.per_image,
+            "predicted": self.predicted,
         }
 
     @classmethod
@@ -102,6 +117,7 @@ class AttackOutcome:
             attack_config=data.get("attack_config"),
             seeds=[int(s) for s in data.get("seeds", [])],
             per_image=list(data.get("per_image", [])),
+            predicted=[list(map(int, row)) for row in data.get("predicted", [])],
         )
 
 
@@ -123,6 +139,8 @@ class DefenseOutcome:
     sanity: dict[str, Any] | None = None
     checks: list[SanityCheck] = field(default_factory=list)
     clean_per_image: list[str] = field(default_factory=list)
+    clean_predicted: list[list[int]] = field(default_factory=list)
+    worst_case_per_image: list[str] = field(default_factory=list)
 
     def ra(self, attack: str) -> Count:
         if attack == WORST_CASE and self.worst_case is not None:
@@ -141,20 +159,26 @@ class DefenseOutcome:
             "differentiable": self.differentiable,
             "fingerprint": self.fingerprint,
             "draws": self.draws,
-            "sa": self.sa.to_dict(),
+            "sa": _with_interval(self.sa, self.draws),
             "attacks": {
-                k: {**v.to_dict(), "avg": average(self.sa, v.ra)} for k, v in self.attacks.items()
+                k: {**v.to_dict(self.draws), "avg": average(self.sa, v.ra)}
+                for k, v in self.attacks.items()
             },
             "worst_case": (
                 None
                 if self.worst_case is None
-                else {**self.worst_case.to_dict(), "avg": average(self.sa, self.worst_case)}
+                else {
+                    **_with_interval(self.worst_case, self.draws),
+                    "avg": average(self.sa, self.worst_case),
+                }
             ),
             "cost": None if self.cost is None else self.cost.to_dict(),
             "gradients": self.gradients,
             "sanity": self.sanity,
             "checks": [c.to_dict() for c in self.checks],
             "clean_per_image": self.clean_per_image,
+            "clean_predicted": self.clean_predicted,
+            "worst_case_per_image": self.worst_case_per_image,
         }
 
     @classmethod
@@ -176,6 +200,8 @@ class DefenseOutcome:
             sanity=data.get("sanity"),
             checks=[SanityCheck.from_dict(c) for c in data.get("checks", [])],
             clean_per_image=list(data.get("clean_per_image", [])),
+            clean_predicted=[list(map(int, row)) for row in data.get("clean_predicted", [])],
+            worst_case_per_image=list(data.get("worst_case_per_image", [])),
         )
 
 
@@ -201,6 +227,8 @@ class EvaluationResult:
     timing: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     randomness: dict[str, Any] = field(default_factory=dict)
+    #: The true label of every evaluation image, in order (column ``i`` of the per-image rows).
+    labels: list[int] = field(default_factory=list)
 
     # -- access -----------------------------------------------------------------------------
     def _defense(self, defense: str) -> DefenseOutcome:
@@ -247,6 +275,8 @@ class EvaluationResult:
             "dataset": self.dataset,
             "environment": self.environment,
             "randomness": self.randomness,
+            "interval": INTERVAL_METHOD,
+            "labels": self.labels,
             "warnings": list(self.warnings),
             "defenses": {k: v.to_dict() for k, v in self.defenses.items()},
             "timing": self.timing,
@@ -281,6 +311,7 @@ class EvaluationResult:
             timing=dict(data.get("timing") or {}),
             metadata=dict(data.get("metadata") or {}),
             randomness=dict(data.get("randomness") or {}),
+            labels=[int(v) for v in data.get("labels", [])],
         )
 
     @classmethod
@@ -302,19 +333,47 @@ class EvaluationResult:
         """The paper's layout: rows = defenses; SA / RA / Avg per attack (and worst case); cost."""
         return report.markdown(self.to_dict())
 
+    def per_image(self, defense: str, attack: str | None = None) -> Tensor:
+        """Per-image correctness ``(draws, N)`` of ``defense`` on the clean images
+        (``attack=None``), under ``attack``, or in the worst case (``"worst-case"``)."""
+        d = self._defense(defense)
+        if attack is None:
+            return decode_bits(d.clean_per_image)
+        if attack == WORST_CASE and d.worst_case_per_image:
+            return decode_bits(d.worst_case_per_image)
+        if attack == WORST_CASE and len(d.attacks) == 1:
+            return decode_bits(next(iter(d.attacks.values())).per_image)
+        if attack not in d.attacks:
+            raise ConfigError(
+                f"no attack {attack!r} for defense {defense!r}; have: {', '.join(d.attacks)}"
+            )
+        return decode_bits(d.attacks[attack].per_image)
+
+    def per_image_csv(self) -> str:
+        """One row per (defense, attack, draw, image): correctness and predicted label."""
+        return report.per_image_csv(self.to_dict())
+
     def caption(self) -> str:
         """One paragraph: protocol, threat, attacks, classifier, data, seeds, EOT, versions."""
         return report.caption(self.to_dict())
 
     # -- files ------------------------------------------------------------------------------
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Atomically write ``result.json``, ``result.csv`` and ``table.md`` into ``out_dir``."""
+        """Atomically write ``result.json``, ``result.csv``, ``per_image.csv`` and ``table.md``
+        into ``out_dir``."""
         out = Path(out_dir)
         return {
             "json": atomic_write_text(out / "result.json", self.to_json()),
             "csv": atomic_write_text(out / "result.csv", self.to_csv()),
+            "per_image": atomic_write_text(out / "per_image.csv", self.per_image_csv()),
             "markdown": atomic_write_text(out / "table.md", self.to_markdown()),
         }
+
+
+def _with_interval(count: Count, draws: int) -> dict[str, Any]:
+    """``count.to_dict()`` with its 95 % interval (``ci95``, in %)."""
+    low, high = count.ci95(draws)
+    return {**count.to_dict(), "ci95": [round(low, 4), round(high, 4)]}
 
 
 def _finite(obj: Any) -> Any:

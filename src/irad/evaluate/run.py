@@ -22,6 +22,11 @@ Seeds (:data:`irad.evaluate.seeds.SEED_SCHEME`) are derived from the base seed a
 a batch covers (``start``, ``stop``), not from the batch's position in a loop, and the attack
 seed of every batch is recorded with the results, so any batch's adversarial images can be
 rebuilt alone.
+
+Under ``torchrun`` each process computes the batches :class:`~irad.evaluate.shards.Shards` gives
+it (whole batches, so every seed is the one a single process would use) and the per-batch
+results are exchanged after each step: every process then holds the whole result, identical to a
+one-process run image for image.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from irad.evaluate.config import EvaluationConfig
 from irad.evaluate.images import EvalImages
 from irad.evaluate.metrics import decode_bits, encode_bits
 from irad.evaluate.seeds import derive_seed
+from irad.evaluate.shards import Shards
 from irad.evaluate.specs import AttackSpec, digest
 from irad.utils.seed import seeded
 
@@ -71,10 +77,28 @@ class DefenseEntry:
 
 
 @dataclass
+class Scores:
+    """Per-image outcome of one defense on one set of inputs: correctness and predicted labels,
+    one row per draw."""
+
+    correct: Tensor  # (draws, N) bool
+    predicted: Tensor  # (draws, N) int64
+
+    @classmethod
+    def cat(cls, parts: Sequence[Scores]) -> Scores:
+        """Batches joined along the images."""
+        return cls(
+            torch.cat([p.correct for p in parts], dim=1),
+            torch.cat([p.predicted for p in parts], dim=1),
+        )
+
+
+@dataclass
 class AttackRun:
     """Per-image results of one defense under one attack, and how they were made."""
 
     correct: Tensor  # (draws, N) bool
+    predicted: Tensor  # (draws, N) int64: the label the defended classifier gave
     cache_key: str
     spec: AttackSpec  # as run
     eot_samples: int = 1
@@ -98,6 +122,7 @@ class EvaluationRun:
         store: per-batch partial results of the run folder (None: in memory only).
         device: where everything runs.
         progress: show progress bars.
+        shards: this process's share of the batches (default: all of them).
     """
 
     def __init__(
@@ -113,8 +138,10 @@ class EvaluationRun:
         store: PartialStore | None,
         device: torch.device,
         progress: bool,
+        shards: Shards | None = None,
     ) -> None:
         self.config = config
+        self.shards = shards or Shards()
         self.threat: ThreatModel = config.threat_model
         self.classifier = classifier
         self.classifier_fp = module_fingerprint(classifier)
@@ -147,9 +174,10 @@ class EvaluationRun:
     # -- scoring ----------------------------------------------------------------------------
     def score(
         self, entry: DefenseEntry, x: Tensor, y: Tensor, task_key: str, start: int, stop: int
-    ) -> Tensor:
-        """Correctness ``(draws, B)`` of ``classifier(defense(x))``, fresh randomness per draw."""
-        rows = []
+    ) -> Scores:
+        """Correctness and predictions ``(draws, B)`` of ``classifier(defense(x))``, fresh
+        randomness per draw."""
+        rows, labels = [], []
         for draw in range(entry.draws):
             seed = derive_seed(self.config.seed, "score", task_key, start, stop, draw)
             with seeded(seed, devices=[self.device]), torch.no_grad():
@@ -160,8 +188,10 @@ class EvaluationRun:
                         f"input {tuple(x.shape)}; a defense must keep the image shape"
                     )
                 logits = check_logits(self.classifier(purified), x.shape[0])
-            rows.append((logits.argmax(dim=1) == y).cpu())
-        return torch.stack(rows)
+            predicted = logits.argmax(dim=1)
+            rows.append((predicted == y).cpu())
+            labels.append(predicted.to("cpu", torch.int64))
+        return Scores(torch.stack(rows), torch.stack(labels))
 
     def task(
         self,
@@ -171,49 +201,63 @@ class EvaluationRun:
         entries: Sequence[DefenseEntry],
         make_inputs: Supply | None,
         desc: str,
-    ) -> dict[str, Tensor]:
+    ) -> dict[str, Scores]:
         """Score ``entries`` on every batch; ``make_inputs`` gives the (adversarial) inputs.
 
-        Returns per-defense correctness ``(draws, N)``; finished batches are read back from the
-        partial store instead of being recomputed.
+        Returns per-defense scores ``(draws, N)``. This process computes its own batches
+        (:attr:`shards`); finished batches are read back from the partial store instead of
+        being recomputed, and the batches of every process are merged in order.
         """
         bs = self.config.batch_size
         keys = {e.label: digest({"task": key, "defense": e.identity()}) for e in entries}
-        parts: dict[str, list[Tensor]] = {e.label: [] for e in entries}
         ranges = images.ranges(bs)
-        bar = tqdm(total=len(ranges), desc=desc, leave=False, disable=not self.progress)
-        for index, ((x, y), (start, stop)) in enumerate(
-            zip(images.batches(bs), ranges, strict=True)
-        ):
+        owned = self.shards.indices(len(ranges))
+        mine: dict[int, dict[str, Scores]] = {}
+        bar = tqdm(total=len(owned), desc=desc, leave=False, disable=not self.progress)
+        for index in owned:
+            start, stop = ranges[index]
+            done: dict[str, Scores] = {}
             todo = []
             for e in entries:
                 saved = None
                 if self.store is not None:
                     saved = self.store.load(f"{e.label}-{label}", keys[e.label], index)
-                if saved is not None:
-                    parts[e.label].append(decode_bits(saved["bits"]))
+                if saved is not None and isinstance(saved.get("predicted"), list):
+                    done[e.label] = Scores(
+                        decode_bits(saved["bits"]),
+                        torch.tensor(saved["predicted"], dtype=torch.int64),
+                    )
                     self.stats["partials_reused"] += 1
                 else:
                     todo.append(e)
             if todo:
+                x, y = images.batch(index, bs)
                 x, y = x.to(self.device), y.to(self.device)
                 inputs = x if make_inputs is None else make_inputs(index, start, stop, x, y)
                 for e in todo:
-                    correct = self.score(e, inputs, y, keys[e.label], start, stop)
+                    scores = self.score(e, inputs, y, keys[e.label], start, stop)
                     if self.store is not None:
                         self.store.save(
                             f"{e.label}-{label}",
                             keys[e.label],
                             index,
-                            {"defense": e.label, "task": label, "bits": encode_bits(correct)},
+                            {
+                                "defense": e.label,
+                                "task": label,
+                                "images": [start, stop],
+                                "bits": encode_bits(scores.correct),
+                                "predicted": scores.predicted.tolist(),
+                            },
                         )
-                    parts[e.label].append(correct)
+                    done[e.label] = scores
+            mine[index] = done
             bar.update(1)
         bar.close()
-        return {name: torch.cat(p, dim=1) for name, p in parts.items()}
+        per_batch = self.shards.gather(mine, len(ranges), f"{desc} batch")
+        return {e.label: Scores.cat([batch[e.label] for batch in per_batch]) for e in entries}
 
-    def clean(self) -> dict[str, Tensor]:
-        """SA: per-defense correctness on the clean images."""
+    def clean(self) -> dict[str, Scores]:
+        """SA: per-defense scores on the clean images."""
         key = digest(
             {
                 "task": "clean",
@@ -294,8 +338,10 @@ class EvaluationRun:
             source = self.adversarial(spec, surface, ident, images)
             result = self.task(spec.label, source.key, images, entries, source, spec.label)
             return {
-                label: AttackRun(bits, source.key, spec, seeds=source.seeds)
-                for label, bits in result.items()
+                label: AttackRun(
+                    scores.correct, scores.predicted, source.key, spec, seeds=source.seeds
+                )
+                for label, scores in result.items()
             }
         out: dict[str, AttackRun] = {}
         for entry in entries:
@@ -317,7 +363,8 @@ class EvaluationRun:
             source = self.adversarial(run_spec, surface, ident, images)
             desc = f"{spec.label} | {entry.label}"
             result = self.task(spec.label, source.key, images, [entry], source, desc)
+            scores = result[entry.label]
             out[entry.label] = AttackRun(
-                result[entry.label], source.key, run_spec, eot, adapted, source.seeds
+                scores.correct, scores.predicted, source.key, run_spec, eot, adapted, source.seeds
             )
         return out

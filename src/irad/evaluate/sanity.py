@@ -20,6 +20,7 @@ from torch import Tensor
 
 from irad.errors import InputError
 from irad.evaluate.config import SanityConfig
+from irad.evaluate.curves import AXES, curves
 from irad.evaluate.metrics import Count, decode_bits
 from irad.evaluate.results import NOT_APPLICABLE, PASS, WARN, DefenseOutcome, SanityCheck
 from irad.evaluate.specs import AttackSpec
@@ -30,6 +31,7 @@ __all__ = [
     "WARN",
     "SanityCheck",
     "check_blackbox",
+    "check_curves",
     "check_gradients",
     "check_large_eps",
     "check_monotonic",
@@ -114,6 +116,52 @@ def check_monotonic(
         pairs = [(f"steps={s}", grid[(eps, s)]) for s in steps_values if (eps, s) in grid]
         if len(pairs) > 1:
             out.append(scan("steps", pairs, f"eps={eps:g}"))
+    return out
+
+
+def check_curves(outcome: DefenseOutcome, *, margin: float, z: float = 2.0) -> list[SanityCheck]:
+    """RA must not rise along the ε and steps curves of the run's own attacks
+    (:mod:`irad.evaluate.curves`: ``irad evaluate --eps 2,4,8,16`` or ``--steps 10,20,50``).
+
+    Every pair of points of a curve is compared per image (paired test, as
+    :func:`check_monotonic`); one check per axis that has a curve.
+    """
+    record = {
+        "attacks": [{"label": k, **o.spec.to_dict()} for k, o in outcome.attacks.items()],
+        "defenses": {outcome.label: outcome.to_dict()},
+    }
+    out = []
+    for axis in AXES:
+        found = curves(record, axis)
+        if not found:
+            continue
+        rises, shown = [], []
+        for curve in found:
+            pts = curve.points
+            for i, lo in enumerate(pts):
+                for hi in pts[i + 1 :]:
+                    if significant_rise(lo.correct(), hi.correct(), margin, z):
+                        rises.append(
+                            f"{curve.family}: RA rose from {lo.ra.percent:.2f}% at {axis}="
+                            f"{lo.x:g} to {hi.ra.percent:.2f}% at {axis}={hi.x:g}"
+                        )
+            shown.append(
+                f"{curve.family}: "
+                + ", ".join(f"{p.ra.percent:.2f}% at {axis}={p.x:g}" for p in pts)
+            )
+        name = f"ra-monotonic-in-{axis}"
+        if rises:
+            out.append(
+                SanityCheck(
+                    name,
+                    WARN,
+                    "; ".join(rises) + ". A stronger attack must not do worse: the attack is not "
+                    "converging, or the gradients are masked or randomised.",
+                    outcome.label,
+                )
+            )
+        else:
+            out.append(SanityCheck(name, PASS, "; ".join(shown), outcome.label))
     return out
 
 
@@ -319,6 +367,7 @@ def run_checks(
                     defense=label,
                 )
             )
+    found += check_curves(outcome, margin=config.margin, z=config.z)
     if attack_ra is None:
         return found, None
 

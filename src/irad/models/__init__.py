@@ -2,10 +2,14 @@
 
 Every classifier takes images in [0, 1], NCHW, and holds its own input normalisation:
 
-    >>> from irad.models import build_classifier, load_classifier
+    >>> from irad.models import as_classifier, build_classifier, load_classifier
     >>> clf = build_classifier("resnet20")                       # fresh, CIFAR-10 statistics
+    >>> clf = load_classifier("cifar10")                         # the bundled ResNet-20
     >>> clf = load_classifier("resnet56-4bfd9763.th")            # doctest: +SKIP
-    >>> clf = as_classifier(my_net, mean=..., std=...)           # doctest: +SKIP
+    >>> my_net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    >>> clf = as_classifier(my_net, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    >>> clf(torch.rand(2, 3, 32, 32)).shape
+    torch.Size([2, 10])
 
 Architectures are built by name from :data:`CLASSIFIERS`; :func:`save_classifier` writes a
 safetensors + JSON checkpoint that :func:`load_classifier` rebuilds.

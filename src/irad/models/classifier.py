@@ -4,7 +4,7 @@ Also the classifier registry :data:`CLASSIFIERS` (the architectures register the
 :mod:`irad.models.zoo`), :func:`build_classifier`, and the classifier's checkpoint: a
 :class:`Classifier` built by name saves and loads like every irad model
 (:class:`irad.checkpoint.Pretrained`; the checkpoint holds the network's state dict and the
-``arch``, ``num_classes``, ``mean``, ``std`` and ``kwargs`` that rebuild it).
+``arch``, ``num_classes``, ``mean``, ``std``, ``classes`` and ``kwargs`` that rebuild it).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CLASSIFIERS: Registry[nn.Module] = Registry("classifier")
 
 #: The config entries that rebuild a classifier (saved in its checkpoint).
-CONFIG_KEYS = ("arch", "name", "num_classes", "mean", "std", "kwargs")
+CONFIG_KEYS = ("arch", "name", "num_classes", "mean", "std", "classes", "kwargs")
 
 
 class Normalize(nn.Module):
@@ -64,6 +64,8 @@ class Classifier(Pretrained, nn.Module):
         num_classes: expected number of logits, checked on every call.
         name: a label recorded with results.
         config: how to rebuild the network (registry name and arguments), saved with weights.
+        classes: the class name of each output, in output order (``None``: not known); data
+            whose class names differ are refused (:func:`irad.data.check_classes`).
 
     Shape:
         - Input: ``(B, 3, H, W)`` in [0, 1].
@@ -84,6 +86,7 @@ class Classifier(Pretrained, nn.Module):
         num_classes: int | None = None,
         name: str = "custom",
         config: dict[str, Any] | None = None,
+        classes: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -94,6 +97,11 @@ class Classifier(Pretrained, nn.Module):
         if mean is not None:
             self.config.setdefault("mean", list(mean))
             self.config.setdefault("std", list(std) if std is not None else None)
+        if classes is None and self.config.get("classes") is not None:
+            classes = self.config["classes"]
+        self.classes = _class_names(classes, num_classes)
+        if self.classes is not None:
+            self.config["classes"] = list(self.classes)
 
     checkpoint_kind = "classifier"
     checkpoint_hint = "irad.models.load_classifier"
@@ -119,6 +127,8 @@ class Classifier(Pretrained, nn.Module):
             )
         config = {k: self.config.get(k) for k in CONFIG_KEYS}
         config["kwargs"] = dict(config["kwargs"] or {})
+        if config["classes"] is None:
+            del config["classes"]  # unknown: the checkpoint stays as before classes were kept
         return config
 
     def checkpoint_module(self) -> nn.Module:
@@ -132,6 +142,7 @@ class Classifier(Pretrained, nn.Module):
             config_field(config, "num_classes", int),
             mean=config_field(config, "mean", stats, items=float, default=None),
             std=config_field(config, "std", stats, items=float, default=None),
+            classes=config_field(config, "classes", stats, items=str, default=None),
             **config_field(config, "kwargs", dict, default={}),
         )
 
@@ -160,6 +171,7 @@ def build_classifier(
     *,
     mean: Sequence[float] | None = CIFAR10_MEAN,
     std: Sequence[float] | None = CIFAR10_STD,
+    classes: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> Classifier:
     """Build a freshly initialised classifier by registry name.
@@ -168,12 +180,16 @@ def build_classifier(
         name: one of ``CLASSIFIERS.names()``, e.g. ``"resnet20"`` or ``"wrn-28-10"``.
         num_classes: number of logits.
         mean, std: the input normalisation the network is trained with (default: the CIFAR-10
-            statistics; ``None`` for none).
+            statistics; ``None`` for none). ``irad train-classifier`` computes them from the
+            training data of an image folder or ``.npz`` (or takes ``--mean`` / ``--std``).
+        classes: the class name of each output (``num_classes`` of them), e.g. an image
+            folder's sorted sub-folder names; recorded in the checkpoint (``None``: unknown).
         **kwargs: architecture options of that factory (e.g. ``dropout`` for WideResNets).
 
     Returns:
         A :class:`Classifier` (training mode) whose ``config`` records ``arch``, ``name``,
-        ``num_classes``, ``mean``, ``std`` and ``kwargs``: everything needed to rebuild it.
+        ``num_classes``, ``mean``, ``std``, ``classes`` (when given) and ``kwargs``: everything
+        needed to rebuild it.
 
     Shape:
         - Input: ``(B, 3, H, W)`` in [0, 1] (32x32 for the CIFAR architectures).
@@ -202,7 +218,23 @@ def build_classifier(
         "std": std,
         "kwargs": dict(kwargs),
     }
+    if classes is not None:
+        config["classes"] = _class_names(classes, num_classes)
     return Classifier(net, mean=mean, std=std, num_classes=num_classes, name=arch, config=config)
+
+
+def _class_names(classes: Sequence[str] | None, num_classes: int | None) -> list[str] | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        raise ConfigError(f"classes must be a list of names, got the string {classes!r}")
+    names = [str(c) for c in classes]
+    if num_classes is not None and len(names) != num_classes:
+        raise ConfigError(
+            f"classes names {len(names)} classes but the classifier has {num_classes} outputs; "
+            "give one name per output, in output order"
+        )
+    return names
 
 
 def _stats(values: Sequence[float], what: str) -> list[float]:
@@ -218,8 +250,15 @@ def as_classifier(
     std: Sequence[float] | None = None,
     num_classes: int | None = None,
     name: str = "custom",
+    classes: Sequence[str] | None = None,
 ) -> Classifier:
-    """Return ``module`` if it already is a :class:`Classifier`, else wrap it."""
+    """Return ``module`` if it already is a :class:`Classifier`, else wrap it.
+
+    ``classes`` (the class name of each output, in order) lets irad refuse data whose classes
+    differ (an image folder's classes are its sorted sub-folder names).
+    """
     if isinstance(module, Classifier):
         return module
-    return Classifier(module, mean=mean, std=std, num_classes=num_classes, name=name)
+    return Classifier(
+        module, mean=mean, std=std, num_classes=num_classes, name=name, classes=classes
+    )

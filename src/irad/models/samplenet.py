@@ -170,12 +170,13 @@ class SampleNet(nn.Module):
             self.imnet.last.weight.zero_()
             self.imnet.last.bias.zero_()
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Features of SampleNet's own encoder (only when ``shared_encoder=False``)."""
+    def encode(self, x: Tensor, *, fast: bool = True) -> Tensor:
+        """Features of SampleNet's own encoder (only when ``shared_encoder=False``);
+        ``fast``: the encoder's fast forward (:class:`~irad.models.edsr.EDSR`)."""
         if not self.has_encoder:
             raise ConfigError("this SampleNet shares the representation's encoder; it has none")
         inp = x if self.config.encoder_input == "unit" else (x - 0.5) / 0.5
-        return self.encoder(inp)
+        return self.encoder(inp, fast=fast)
 
     def forward(
         self,
@@ -185,7 +186,20 @@ class SampleNet(nn.Module):
         *,
         chunk_size: int | None = DEFAULT_CHUNK_SIZE,
         checkpoint: bool = False,
+        fast: bool = True,
     ) -> Tensor:
+        """The raw shift at normalised query points (units: ``config.shift_units``).
+
+        ``fast``: the fast path of :func:`~irad.models.liif.local_ensemble` (default; on the
+        pixel-centre grid it computes about one ensemble term per query instead of four) or the
+        per-query reference path.
+        """
         return local_ensemble(
-            field_, coord, cell, self.imnet, chunk_size=chunk_size, checkpoint=checkpoint
+            field_,
+            coord,
+            cell,
+            self.imnet,
+            chunk_size=chunk_size,
+            checkpoint=checkpoint,
+            fast=fast,
         )

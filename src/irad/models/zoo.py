@@ -117,9 +117,11 @@ def save_classifier(
         The path of the ``.safetensors`` file.
 
     Example:
-        >>> path = save_classifier(build_classifier("resnet20"), "/tmp/r20")
+        >>> path = save_classifier(build_classifier("resnet20"), "runs/r20/model")
         >>> path.name
-        'r20.safetensors'
+        'model.safetensors'
+        >>> load_classifier("runs/r20/model").config["arch"]
+        'resnet20'
     """
     if not isinstance(classifier, Classifier):
         raise InputError(
@@ -166,6 +168,9 @@ def load_classifier(
         ConfigError: an unknown architecture name (the message lists the known ones).
 
     Example:
+        >>> clf = load_classifier("cifar10")  # the ResNet-20 bundled with irad
+        >>> clf.config["arch"], clf.training
+        ('resnet20', False)
         >>> clf = load_classifier("weights/resnet56-4bfd9763.th")  # doctest: +SKIP
         >>> clf.config["arch"]  # doctest: +SKIP
         'resnet56'

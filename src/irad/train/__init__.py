@@ -4,7 +4,7 @@ Example:
     >>> from irad.data import load_dataset
     >>> from irad.models import build_classifier
     >>> from irad.train import ClassifierObjective, TrainConfig, Trainer
-    >>> config = TrainConfig(epochs=5, batch_size=128, lr=0.2, out_dir="runs/r20")  # doctest: +SKIP
+    >>> config = TrainConfig(epochs=5, batch_size=128, lr=0.2, out_dir="runs/r20")
     >>> objective = ClassifierObjective(
     ...     build_classifier("resnet20"), load_dataset("cifar10", "train"),
     ...     load_dataset("cifar10", "test").subset(1000), batch_size=128)  # doctest: +SKIP

@@ -43,6 +43,9 @@ class ClassifierObjective:
         - batches: ``x`` ``(B, 3, H, W)`` float in [0, 1]; ``y`` ``(B,)`` int64.
 
     Example:
+        >>> from irad.data import load_dataset
+        >>> from irad.models import build_classifier
+        >>> from irad.train import TrainConfig, Trainer
         >>> train = load_dataset("cifar10", "train")  # doctest: +SKIP
         >>> test = load_dataset("cifar10", "test").subset(1000)  # doctest: +SKIP
         >>> objective = ClassifierObjective(
@@ -182,7 +185,13 @@ def evaluate_classifier(
         - batches: images ``(B, 3, H, W)`` in [0, 1], labels ``(B,)``.
 
     Example:
-        >>> acc, loss = evaluate_classifier(build_classifier("resnet20"), test)  # doctest: +SKIP
+        >>> from irad.data import ImageDataset
+        >>> from irad.models import build_classifier
+        >>> test = ImageDataset(  # 4 random images, a stand-in for a test set
+        ...     torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8), torch.arange(4))
+        >>> acc, loss = evaluate_classifier(build_classifier("resnet20"), test)
+        >>> 0.0 <= acc <= 1.0, loss > 0.0
+        (True, True)
     """
     from irad.evaluate.accuracy import accuracy
 

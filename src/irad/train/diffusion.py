@@ -253,3 +253,36 @@ def diffusion_train_config(
         **train,
     )
     return config, settings["ema_decay"] if ema_decay is None else float(ema_decay)
+
+
+def export_ema(run_dir: str | Path, prefix: str | Path) -> Path:
+    """Write the EMA weights held in a training run's resumable checkpoint (``run_dir/last.*``)
+    as a :class:`DiffusionModel` checkpoint at ``prefix``, with where they came from.
+
+    For a run stopped before its last epoch: the metadata records the step reached and the
+    run's schedule, so the weights say exactly what they are (``--resume`` continues the run).
+    """
+    from irad.checkpoint import load_into, load_state
+
+    run = Path(run_dir)
+    tensors, state = load_state(run / "last")
+    if state.get("objective_config", {}).get("objective") != "diffusion":
+        raise ConfigError(f"{run} does not hold a diffusion training run (irad train-diffusion)")
+    model = DiffusionModel.from_checkpoint_config(state["model_config"])
+    ema = {k[len("model.ema.") :]: v for k, v in tensors.items() if k.startswith("model.ema.")}
+    load_into(model, ema, str(run / "last"))
+    progress = state.get("progress", {})
+    history = state.get("history", [])
+    training = {
+        **state["objective_config"],
+        "run": str(run),
+        "train_config": state.get("config"),
+        "global_step": progress.get("global_step"),
+        "total_steps": state["config"]["epochs"] * state["steps_per_epoch"],
+        "epoch": progress.get("epoch"),
+        "batch_in_epoch": progress.get("batch"),
+        "ema_updates": int(tensors["model.ema_updates"]),
+        "last_evaluation": history[-1] if history else {},
+        "saved_utc": state.get("saved_utc"),
+    }
+    return model.save(prefix, metadata={"training": training})

@@ -30,6 +30,11 @@ from torch import Tensor
 
 from irad.errors import ConfigError, IradError
 
+#: How long a process waits for the others in an evaluation or pair generation under
+#: ``torchrun``: shards of one attack can finish hours apart (``torchrun`` stops the job at once
+#: when a process fails, so nothing waits this long for a dead process).
+WORK_TIMEOUT = datetime.timedelta(hours=24)
+
 
 class DistributedError(IradError, RuntimeError):
     """Another process of a ``torchrun`` job failed or did not deliver its share of the work."""

@@ -7,12 +7,14 @@ adversarial image (the paper's choice, Table 7). A list of tasks is cycled batch
 
 Example:
     >>> from irad.models.implicit_presets import get_preset
+    >>> from irad.train import TrainConfig, Trainer
     >>> preset = get_preset("cpu")
-    >>> pairs = PairDataset("pairs/cifar10-r20")  # doctest: +SKIP
+    >>> pairs = PairDataset("pairs/cifar10-r20")  # from `irad prepare-pairs`  # doctest: +SKIP
     >>> objective = ImplicitRepresentationObjective.from_preset(
     ...     preset, pairs, task="pgd-denoising")  # doctest: +SKIP
-    >>> config = TrainConfig.from_options(
-    ...     preset.inr.config_fields(), out_dir="runs/inr-cpu")  # doctest: +SKIP
+    >>> config = TrainConfig.from_options(preset.inr.config_fields(), out_dir="runs/inr-cpu")
+    >>> config.optimizer, config.betas
+    ('adam', (0.0, 0.9))
     >>> Trainer(objective, config).fit()  # doctest: +SKIP
 """
 
@@ -199,7 +201,7 @@ class ImplicitRepresentationObjective:
         """Settings a resumed run must share: tasks, batching, training data."""
         data = self.data
         if isinstance(data, PairDataset):
-            ident = {"pairs_run_key": data.manifest.get("run_key"), "rows": data.row_range}
+            ident = {"pairs_run_key": data.manifest.get("run_key"), "rows": data.selection_key}
         else:
             fp = getattr(data, "fingerprint", None)
             ident = {

@@ -267,6 +267,12 @@ def generate_pairs(
         device: where the attack runs.
         progress: show a tqdm bar.
 
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every process runs this with the same arguments and
+    attacks the chunks ``k`` with ``k mod WORLD_SIZE == RANK``; a chunk's pairs depend on its rows
+    alone (each batch's seed is a function of its first row), so the folder holds exactly what
+    one process would have written. Rank 0 writes the manifest. ``out_dir`` must be one folder
+    seen by every process (a shared file system across nodes).
+
     Returns:
         The manifest (also written to ``out_dir/manifest.json``).
     """
@@ -284,6 +290,17 @@ def generate_pairs(
     if indices.shape != (n,):
         raise InputError(f"indices must have shape ({n},), got {tuple(indices.shape)}")
 
+    from irad.train.distributed import (
+        WORK_TIMEOUT,
+        context_from_env,
+        local_device,
+        setup_distributed,
+    )
+
+    ctx = context_from_env()
+    if ctx.is_distributed:  # torchrun: this process attacks its share of the chunks
+        device = local_device(torch.device(device), ctx)
+        ctx = setup_distributed(device, timeout=WORK_TIMEOUT)
     out = Path(out_dir)
     surrogate = surrogate.to(device).eval()
     surrogate_rec = {**(surrogate_info or {}), "fingerprint": _module_fingerprint(surrogate)}
@@ -327,10 +344,10 @@ def generate_pairs(
         "created": created,
         "environment": environment_info(device),
     }
-    atomic_write_json(manifest_path, manifest)
+    ctx.on_main(lambda: atomic_write_json(manifest_path, manifest))
 
-    todo = []
-    for k in range(n_chunks):
+    todo, mine = [], range(ctx.rank, n_chunks, ctx.world_size)
+    for k in mine:
         if not _chunk_done(out, k):
             todo.append(k)
             continue
@@ -343,12 +360,13 @@ def generate_pairs(
                 stacklevel=2,
             )
             todo.append(k)
+    rows = sum(min(config.chunk, n - k * config.chunk) for k in mine)
     bar = tqdm(
-        total=n,
-        initial=n - sum(min(config.chunk, n - k * config.chunk) for k in todo),
+        total=rows,
+        initial=rows - sum(min(config.chunk, n - k * config.chunk) for k in todo),
         desc=f"PGD-{config.steps} pairs",
         unit="img",
-        disable=not progress,
+        disable=not progress or not ctx.is_main,
     )
     for k in todo:
         lo, hi = k * config.chunk, min(n, (k + 1) * config.chunk)
@@ -379,11 +397,17 @@ def generate_pairs(
             {"run_key": run_key, "chunk": k, "rows": [lo, hi], **stats.to_dict()},
         )
     bar.close()
+    ctx.barrier()  # every chunk is written
 
-    manifest["status"] = "complete"
-    manifest["totals"] = summarize_chunks(out, n_chunks)
-    manifest["finished"] = _now()
-    atomic_write_json(manifest_path, manifest)
+    def finish() -> dict[str, Any]:
+        manifest["status"] = "complete"
+        manifest["totals"] = summarize_chunks(out, n_chunks)
+        manifest["finished"] = _now()
+        atomic_write_json(manifest_path, manifest)
+        return manifest
+
+    manifest = ctx.on_main(finish)
+    ctx.close()
     return manifest
 
 
@@ -397,6 +421,8 @@ def prepare_pairs(
     split: str = "train",
     data_dir: str | os.PathLike[str] | None = None,
     n: int | None = None,
+    subset: str = "random",
+    subset_seed: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -405,16 +431,21 @@ def prepare_pairs(
     Args:
         weights: the surrogate's checkpoint (an irad prefix or an akamaster ``.th`` file).
         out_dir: the pairs folder (checked writable before any work; resumable).
-        config: :class:`PairConfig`; its ``seed`` also draws the subset.
+        config: :class:`PairConfig`; its ``seed`` also draws the subset unless ``subset_seed``.
         surrogate: its architecture when the checkpoint does not record one.
-        dataset, split, data_dir: as :func:`irad.data.load_dataset` (an in-memory set).
-        n: attack a seeded random subset of ``n`` images (default: all); more than the data
-            set holds is refused.
+        dataset, split, data_dir: as :func:`irad.data.load_dataset`; an image folder's chosen
+            images are loaded into memory (size checked, :func:`irad.data.in_memory`).
+        n: attack ``n`` images (default: all); more than the data set holds is refused.
+        subset, subset_seed: how the ``n`` are picked (:func:`irad.data.select_subset`:
+            ``"random"`` (default), ``"stratified"`` or ``"first"``).
+
+    The manifest records a data set given by path relative to the pairs folder, so the pairs
+    load from any working directory.
 
     Returns:
         The manifest, as :func:`generate_pairs`.
     """
-    from irad.data import load_dataset
+    from irad.data import check_classes, in_memory, load_dataset, select_subset
     from irad.models import load_classifier
     from irad.utils.env import resolve_device
     from irad.utils.io import check_writable_folder, sha256_file
@@ -423,15 +454,14 @@ def prepare_pairs(
     dev = resolve_device(device)
     check_writable_folder(out_dir, "--out")
     data = load_dataset(dataset, split, data_dir)
-    if not hasattr(data, "x"):
-        raise InputError(
-            f"pairs need an in-memory data set (cifar10, cifar100 or an .npz file); {dataset} is "
-            "an image folder: save it as an .npz file first"
-        )
     if n is not None:
         n = check_count(n, "--n", len(data), f"images in {data.description}")
-        data = data.subset(n, seed=config.seed)
+        seed = config.seed if subset_seed is None else subset_seed
+        data = select_subset(data, n, subset, seed)
     model = load_classifier(weights, arch=surrogate)
+    max_label = int(data.y.max()) if len(data.y) else -1
+    check_classes(model, data.classes, max_label, data.description)
+    data = in_memory(data)  # an image folder: only the chosen images, after a size check
     files = [Path(weights), Path(f"{weights}.safetensors")]
     sha = next((sha256_file(f) for f in files if f.is_file()), None)
     return generate_pairs(
@@ -442,10 +472,44 @@ def prepare_pairs(
         config,
         indices=data.source_indices,
         surrogate_info={"name": model.name, "weights": str(weights), "sha256": sha},
-        data_info={"dataset": dataset, "split": split, "description": data.description},
+        data_info={
+            **data_reference(dataset, out_dir),
+            "split": split,
+            "description": data.description,
+            "classes": list(data.classes),
+        },
         device=dev,
         progress=progress,
     )
+
+
+#: ``data.paths`` in a manifest whose data-set path is relative to the pairs folder.
+PATHS_RELATIVE_TO_PAIRS = "relative to the pairs folder"
+
+
+def data_reference(
+    dataset: str | os.PathLike[str], out_dir: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """How a manifest names its data set: a built-in name as is; a path relative to the pairs
+    folder (absolute when there is no relative path, e.g. another drive), so that the pairs
+    load from any working directory.
+
+    Example:
+        >>> data_reference("cifar10", "pairs/a")
+        {'dataset': 'cifar10'}
+        >>> data_reference("/data/npz/train.npz", "/data/pairs/a")["dataset"]
+        '../../npz/train.npz'
+    """
+    from irad.data.load import is_named_dataset
+
+    if is_named_dataset(dataset):
+        return {"dataset": str(dataset)}
+    path = Path(dataset).expanduser().absolute()
+    try:
+        shown = Path(os.path.relpath(path, Path(out_dir).expanduser().absolute())).as_posix()
+    except ValueError:  # no relative path between them (Windows drives)
+        shown = str(path)
+    return {"dataset": shown, "paths": PATHS_RELATIVE_TO_PAIRS, "dataset_given": str(dataset)}
 
 
 class _ChunkStats:
@@ -607,21 +671,27 @@ class PairDataset:
         if clean is None:
             from irad.data import load_dataset
 
-            name = data.get("dataset")
-            if not name:
-                raise DataError(
-                    f"{self.root}/manifest.json does not name its data set; pass clean=..."
-                )
-            clean = load_dataset(name, data.get("split", "train"), data_dir)
-        if not hasattr(clean, "x") or not hasattr(clean, "y"):
-            raise DataError("clean must be an in-memory ImageDataset (with .x and .y)")
+            clean = load_dataset(self._data_source(data), data.get("split", "train"), data_dir)
+        if not hasattr(clean, "y") or not (hasattr(clean, "x") or hasattr(clean, "to_memory")):
+            raise DataError(
+                "clean must be an irad data set (an ImageDataset, or an image folder)"
+            )
         if int(self.indices.max()) >= len(clean.y):
             raise DataError(
                 f"pairs refer to row {int(self.indices.max())} but the clean data set has only "
                 f"{len(clean.y)} images: pass the full data set the pairs were made from"
             )
-        self.x_clean = clean.x.index_select(0, self.indices)
-        self.y = clean.y.index_select(0, self.indices)
+        self.classes: list[str] | None = (
+            [str(c) for c in clean.classes] if getattr(clean, "classes", None) else None
+        )
+        if hasattr(clean, "x"):
+            self.x_clean = clean.x.index_select(0, self.indices)
+            self.y = clean.y.index_select(0, self.indices)
+        else:  # an image folder: read only the paired images (size checked first)
+            rows = clean.subset(indices=self.indices).to_memory()
+            self.x_clean, self.y = rows.x, rows.y
+        self.description = f"pairs {self.root}"
+        self.selection: str | None = None
         if self.x_clean.shape != self.x_adv.shape:
             raise DataError(
                 f"clean images {tuple(self.x_clean.shape)} and adversarial images "
@@ -636,13 +706,55 @@ class PairDataset:
                     "from (fingerprint mismatch): wrong data set, split or data directory"
                 )
 
+    def _data_source(self, data: dict[str, Any]) -> str:
+        """The data set named in the manifest, as a name or a path that exists from here."""
+        from irad.data.load import is_named_dataset
+
+        manifest = self.root / MANIFEST
+        name = data.get("dataset")
+        if not name:
+            raise DataError(f"{manifest} does not name its data set; pass clean=...")
+        if is_named_dataset(name):
+            return str(name)
+        path = Path(name).expanduser()
+        if path.is_absolute():
+            candidates = [path]
+        elif data.get("paths") == PATHS_RELATIVE_TO_PAIRS:
+            candidates = [self.root / path]
+        else:  # manifests before paths were relative to the pairs folder: the cwd of that run
+            candidates = [path, self.root / path]
+        for candidate in candidates:
+            if candidate.exists():
+                return str(candidate)
+        where = (
+            f" (relative to the pairs folder: {candidates[0]})"
+            if data.get("paths") == PATHS_RELATIVE_TO_PAIRS
+            else " (relative to the folder `irad prepare-pairs` ran in)"
+            if not path.is_absolute()
+            else ""
+        )
+        raise DataError(
+            f"{candidates[0]}: no such file or folder; {manifest} names it as the data set the "
+            f"pairs were made from ({name!r}{where}). Put the data back there, or pass the "
+            "data set in Python (PairDataset(folder, clean=load_dataset(...))), or make the "
+            "pairs again with `irad prepare-pairs`"
+        )
+
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def head(self, n: int) -> PairDataset:
-        """The first ``n`` pairs (a view on the same tensors), e.g. a smaller training set."""
+        """The first ``n`` pairs (a view on the same tensors), e.g. a smaller training set.
+
+        Pairs are stored in data-set order: on a data set sorted by class, the first ``n`` can
+        miss classes (a :class:`~irad.data.FewClassesWarning` says so; :meth:`subset` picks a
+        random or stratified ``n``).
+        """
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InputError(f"n must be a positive integer, got {n!r}")
+        from irad.data.datasets import warn_if_few_classes
+
+        warn_if_few_classes(self.y, torch.arange(min(n, len(self))), self.description)
         return self.rows(0, n)
 
     def rows(self, start: int, stop: int | None = None) -> PairDataset:
@@ -654,8 +766,54 @@ class PairDataset:
         out = copy.copy(self)
         out.x_clean, out.x_adv = self.x_clean[lo:hi], self.x_adv[lo:hi]
         out.y, out.indices = self.y[lo:hi], self.indices[lo:hi]
-        out.row_range = (base + lo, base + hi)
+        out._rows = None
+        if self.selection is None:
+            out.row_range = (base + lo, base + hi)
+        else:
+            out.selection = f"{self.selection}[rows {lo}:{hi}]"
         return out
+
+    def subset(
+        self,
+        n: int | None = None,
+        *,
+        seed: int | None = None,
+        indices: Sequence[int] | Tensor | None = None,
+        stratify: bool = False,
+    ) -> PairDataset:
+        """A subset of the pairs, picked as :meth:`irad.data.ImageDataset.subset` picks images
+        (first ``n``, seeded random ``n``, stratified by class, or ``indices``); a copy."""
+        from irad.data.datasets import subset_rows
+
+        rows, how = subset_rows(self, n, seed=seed, indices=indices, stratify=stratify)
+        out = copy.copy(self)
+        out.x_clean, out.x_adv = self.x_clean[rows], self.x_adv[rows]
+        out.y, out.indices = self.y[rows], self.indices[rows]
+        base = self.selection
+        if base is None and self.row_range is not None:
+            base = f"rows {self.row_range[0]}:{self.row_range[1]}"
+        out.selection = f"{base}[{how}]" if base else how
+        out.row_range = None
+        out.description = f"{self.description}[{how}]"
+        out._rows = rows
+        return out
+
+    def complement(self, part: PairDataset) -> PairDataset | None:
+        """The pairs of ``self`` that a :meth:`subset` of it left out (``None``: none)."""
+        rows = getattr(part, "_rows", None)
+        if rows is None:
+            raise InputError("complement needs a subset made with subset()")
+        keep = torch.ones(len(self), dtype=torch.bool)
+        keep[rows] = False
+        if not bool(keep.any()):
+            return None
+        return self.subset(indices=keep.nonzero().flatten())
+
+    @property
+    def selection_key(self) -> Any:
+        """Which of the folder's pairs these are: a row range, a subset's description, or
+        ``None`` for all (recorded by the trainers so that a resumed run uses the same)."""
+        return self.row_range if self.selection is None else self.selection
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
         c = self.x_clean[i].permute(2, 0, 1).float().div(255)
@@ -694,6 +852,8 @@ class PairDataset:
     def __repr__(self) -> str:
         c = self.manifest.get("config", {})
         rows = "" if self.row_range is None else f" (rows {self.row_range[0]}:{self.row_range[1]})"
+        if self.selection is not None:
+            rows = f" ({self.selection})"
         return (
             f"PairDataset({str(self.root)!r}, {len(self)} pairs{rows}, "
             f"PGD-{c.get('steps')} "

@@ -11,7 +11,9 @@ Full-image queries with gradients are memory hungry (every pixel, four neighbour
 ``checkpoint=True`` (default) recomputes each chunk in the backward pass so memory stays bounded.
 
 Example:
-    >>> irad = IRAD.from_representation("runs/inr-cpu")  # doctest: +SKIP
+    >>> from irad.models import load_classifier
+    >>> from irad.train import TrainConfig, Trainer
+    >>> irad = IRAD.from_representation("runs/inr-cpu")  # from `irad train-inr`  # doctest: +SKIP
     >>> objective = SampleNetObjective(irad, load_classifier("resnet20-12fca82f.th"),
     ...     PairDataset("pairs/cifar10-r20"), batch_size=100)  # doctest: +SKIP
     >>> Trainer(objective, TrainConfig(optimizer="adam", lr=2e-4, betas=(0.0, 0.9),
@@ -157,7 +159,7 @@ class SampleNetObjective:
             "classifier": _fingerprint(self.classifier),
             "pairs": {
                 "run_key": self.pairs.manifest.get("run_key"),
-                "rows": self.pairs.row_range,
+                "rows": self.pairs.selection_key,
                 "size": len(self.pairs),
             },
         }

@@ -184,9 +184,17 @@ class Trainer:
         log: where progress lines go (default: above the tqdm bar on stderr, rank 0 only).
 
     Example:
-        >>> trainer = Trainer(objective, TrainConfig(epochs=5, out_dir="runs/x"))  # doctest: +SKIP
-        >>> summary = trainer.fit()  # doctest: +SKIP
-        >>> summary = trainer.fit(resume=True)  # after an interruption  # doctest: +SKIP
+        >>> from irad.data import ImageDataset
+        >>> from irad.models import build_classifier
+        >>> from irad.train import ClassifierObjective
+        >>> data = ImageDataset(  # 16 random 8x8 images, a stand-in for a real data set
+        ...     torch.randint(0, 256, (16, 8, 8, 3), dtype=torch.uint8), torch.arange(16) % 10)
+        >>> objective = ClassifierObjective(build_classifier("resnet20"), data, batch_size=8)
+        >>> trainer = Trainer(objective, TrainConfig(epochs=2, batch_size=8, out_dir="runs/x"))
+        >>> summary = trainer.fit()
+        >>> summary["epochs"], summary["global_step"], summary["model"]
+        (2, 4, 'runs/x/model.safetensors')
+        >>> summary = trainer.fit(resume=True)  # after an interruption: continues from last.*
     """
 
     def __init__(
