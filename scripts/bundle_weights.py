@@ -5,7 +5,9 @@ The package ships two checkpoints, both trained by this project on CIFAR-10 (see
 
 * ``classifier-cifar10``: the demo's classifier (``load_classifier("cifar10")``);
 * ``irad-cifar10``: the IRAD defense, ``cpu`` preset (``IRAD.from_pretrained("cifar10")``;
-  ``ImplicitReconstruction.from_pretrained("cifar10")`` takes its representation).
+  ``ImplicitReconstruction.from_pretrained("cifar10")`` takes its representation);
+* ``diffusion-cifar10``: the score model of DiffPure and IRAD+DiffPure, ``cpu`` preset, stored
+  in float16 (``DiffusionModel.from_pretrained("cifar10")``, ``build_defense("diffpure")``).
 
 Each JSON config gains a ``provenance`` entry (command, data, date, test figures) so that a
 checkpoint found anywhere says where it came from: in the checkpoint's ``metadata`` (or at the
@@ -32,9 +34,20 @@ from irad.utils.io import sha256_file
 DEST = Path(__file__).resolve().parents[1] / "src" / "irad" / "weights"
 
 
-def bundle(source: str | Path, name: str, provenance: dict[str, object], dest: Path = DEST) -> Path:
-    """Copy the checkpoint ``source`` (a prefix) to ``dest/name.*`` and record ``provenance``."""
+def bundle(
+    source: str | Path,
+    name: str,
+    provenance: dict[str, object],
+    dest: Path = DEST,
+    *,
+    half: bool = False,
+) -> Path:
+    """Copy the checkpoint ``source`` (a prefix) to ``dest/name.*`` and record ``provenance``;
+    ``half`` stores floating-point tensors in float16 (they load into float32 modules)."""
     tensors, config = load_state(source)  # refuses a torn or unreadable pair
+    if half:
+        tensors = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+        provenance = {**provenance, "stored_as": "float16 (loaded into float32)"}
     weights, _ = checkpoint_paths(source)
     record = {
         **provenance,
@@ -61,6 +74,8 @@ def main() -> None:
     ap.add_argument("--classifier-accuracy", type=float, help="its CIFAR-10 test accuracy, %%")
     ap.add_argument("--irad", help="prefix of the IRAD checkpoint to ship")
     ap.add_argument("--irad-command", default="", help="the commands that trained it")
+    ap.add_argument("--diffusion", help="prefix of the diffusion checkpoint to ship (float16)")
+    ap.add_argument("--diffusion-command", default="", help="the command that trained it")
     ap.add_argument("--data", default="CIFAR-10 training set (../shared/data/cifar10/train.npz)")
     args = ap.parse_args()
     if args.classifier:
@@ -79,6 +94,17 @@ def main() -> None:
             args.irad,
             "irad-cifar10",
             {"trained_by": "irad (this project)", "command": args.irad_command, "data": args.data},
+        )
+    if args.diffusion:
+        bundle(
+            args.diffusion,
+            "diffusion-cifar10",
+            {
+                "trained_by": "irad (this project)",
+                "command": args.diffusion_command,
+                "data": args.data,
+            },
+            half=True,
         )
 
 

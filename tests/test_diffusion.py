@@ -257,3 +257,31 @@ def test_denoising_quality_rows(tiny: DiffusionModel) -> None:
     again = denoising_quality(tiny, data, (2, 4), batch_size=4, progress=False, classifier=clf)
     assert again["rows"][0]["psnr_purified"] == result["rows"][0]["psnr_purified"]
     assert "SA (DiffPure)" in format_denoising_table(result)
+
+
+def test_bundled_purifiers_run_offline() -> None:
+    from irad.checkpoint import bundled_checkpoint
+
+    if bundled_checkpoint("diffusion", "cifar10") is None:
+        pytest.skip("no bundled diffusion weights in this checkout")
+    model = DiffusionModel.from_pretrained("cifar10")
+    assert model.config.preset == "cpu" and model.config.t_max == 120
+    assert "provenance" in model.checkpoint_metadata
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        for spec in ("diffpure:t=100,reverse_steps=2", "irad+diffpure:t=20,reverse_steps=2"):
+            name, params = spec.split(":")
+            kwargs = {k: int(v) for k, v in (p.split("=") for p in params.split(","))}
+            out = build_defense(name, **kwargs)(x)
+            assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+
+
+def test_chain_specs_build_irad_diffpure(tiny: DiffusionModel) -> None:
+    from irad.defenses import build_defense_spec
+
+    chain = build_defense_spec("jpeg:quality=50>median:kernel_size=3")
+    assert isinstance(chain, DefenseChain) and chain.parts[0].quality == 50
+    with pytest.raises(ConfigError, match="empty part"):
+        build_defense_spec("jpeg>")
+    with pytest.raises(ConfigError, match="unknown defense"):
+        build_defense_spec("jpeg>nonsense")

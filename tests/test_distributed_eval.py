@@ -2,13 +2,17 @@
 image, as one process; sharding, merging and resuming.
 
 The 2-process test runs a real ``torchrun`` with Gloo on CPU, on the tiny template task of
-``test_evaluate`` (a linear classifier on 8x8 images), so it stays in the default run.
+``test_evaluate`` (a linear classifier on 8x8 images); it is marked ``slow`` (about 12 s on a busy
+2-core machine, nearly all of it two processes importing torch): ``pytest -m slow -k processes``.
+The in-process tests (sharding, merging, a lone shard resumed by one process) run by default.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -171,14 +175,33 @@ generate_pairs(clf, images, y, out / "pairs", PairConfig(steps=2, chunk=3, batch
 """
 
 
-def _torchrun(script: Path, port: int) -> subprocess.CompletedProcess[str]:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _torchrun(script: Path, timeout: float = 240) -> tuple[int, str]:
+    """Run ``script`` on 2 processes; the whole process group is killed on a timeout, so no
+    worker outlives the test."""
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
-    cmd += ["--master_port", str(port), str(script)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd += ["--master_port", str(_free_port()), str(script)]
+    job = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        output, _ = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        output, _ = job.communicate()
+        return -1, f"timed out after {timeout} s\n{output}"
+    return job.returncode, output
 
 
+@pytest.mark.slow  # about 12 s here, most of it two Python processes importing torch
 def test_two_processes_give_the_result_of_one_image_for_image(tmp_path: Path) -> None:
     """torchrun, 2 Gloo processes: evaluation and pair generation equal one process's, a
     crashed shard resumes alone, with any number of processes."""
@@ -189,8 +212,8 @@ def test_two_processes_give_the_result_of_one_image_for_image(tmp_path: Path) ->
     script.write_text(
         SCRIPT.format(tests=str(Path(__file__).parent), out=str(two), attacks=ATTACKS, fast=FAST)
     )
-    done = _torchrun(script, 29531)
-    assert done.returncode == 0, done.stderr[-3000:]
+    code, output = _torchrun(script)
+    assert code == 0, output[-3000:]
 
     # evaluation: the 1-process run, then every per-image figure, seed and image compared
     data, clf = make_data(), make_classifier()

@@ -598,3 +598,60 @@ def test_ra_above_sa_is_flagged_when_significant_and_named_when_within_noise() -
     assert loud.status == "warn" and "exceeds SA" in loud.message
     fine = check_ra_below_sa(clean, below, attack="pgd", margin=2.0)
     assert fine.status == "pass" and "<= SA" in fine.message
+
+
+def test_per_image_results_hold_correctness_predictions_and_intervals(
+    tmp_path: Path, data: tuple[Tensor, Tensor], clf: Classifier
+) -> None:
+    """Per defense and attack: which images are right, the predicted label (per draw), the
+    worst case per image, the labels; a 95 % interval beside every SA and RA; per_image.csv."""
+    out = tmp_path / "run"
+    result = evaluate_defenses(
+        {"none": Identity(), "noise": Noise()},
+        clf,
+        data,
+        ["fgsm", "pgd:steps=3"],
+        "oblivious",
+        out_dir=out,
+        cache_dir=tmp_path / "cache",
+        draws=2,
+        **FAST,
+    )
+    _, y = data
+    assert result.labels == y.tolist()
+    for label, d in result.defenses.items():
+        draws = 2 if label == "noise" else 1
+        for bits, predicted in [(d.clean_per_image, d.clean_predicted)] + [
+            (a.per_image, a.predicted) for a in d.attacks.values()
+        ]:
+            assert len(bits) == len(predicted) == draws
+            for row, preds in zip(bits, predicted, strict=True):
+                assert [c == "1" for c in row] == [
+                    p == t for p, t in zip(preds, y.tolist(), strict=True)
+                ]
+        both = worst_case([result.per_image(label, a) for a in ("fgsm", "pgd:steps=3")])
+        assert torch.equal(result.per_image(label, WORST_CASE), both)
+        record = d.to_dict()
+        low, high = record["sa"]["ci95"]
+        assert low <= d.sa.percent <= high
+        low, high = record["attacks"]["fgsm"]["ra"]["ci95"]
+        assert low <= d.attacks["fgsm"].ra.percent <= high
+    again = EvaluationResult.from_json(out / "result.json")
+    assert again.defenses["noise"].attacks["fgsm"].predicted == (
+        result.defenses["noise"].attacks["fgsm"].predicted
+    )
+    rows = list(csv.DictReader(io.StringIO((out / "per_image.csv").read_text())))
+    # 2 defenses: none 1 draw, noise 2; clean + 2 attacks + worst case; N images each
+    assert len(rows) == N * (1 + 2) * 4
+    first = next(r for r in rows if r["defense"] == "noise" and r["attack"] == "pgd:steps=3")
+    assert (
+        int(first["predicted"]) == result.defenses["noise"].attacks["pgd:steps=3"].predicted[0][0]
+    )
+    summary = list(csv.DictReader(io.StringIO((out / "result.csv").read_text())))
+    assert (
+        float(summary[0]["sa_ci95_low"])
+        <= float(summary[0]["sa"])
+        <= float(summary[0]["sa_ci95_high"])
+    )
+    table = (out / "table.md").read_text()
+    assert "95 % Wilson interval" in table and " [" in table

@@ -47,13 +47,11 @@ def run(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:
     return code, out, err
 
 
-def classifier(path: Path, classes=CLASSES, num_classes: int | None = None) -> Path:
+def classifier(path: Path, num_classes: int = 3, classes: tuple[str, ...] = ()) -> Path:
+    """A saved ResNet-20 of ``num_classes`` outputs, with class names when ``classes``."""
     torch.manual_seed(0)
-    n = num_classes or len(classes)
-    save_classifier(
-        build_classifier("resnet20", n, classes=list(classes) if num_classes is None else None),
-        path,
-    )
+    named = {"classes": list(classes)} if classes else {}
+    save_classifier(build_classifier("resnet20", len(classes) or num_classes, **named), path)
     return path
 
 
@@ -164,6 +162,29 @@ def test_classify_picks_a_stratified_subset(monkeypatch, capsys, tmp_path) -> No
     assert json.loads(record.read_text())["subset"] == "test[stratified 6, seed 0]"
 
 
+def test_pairs_subsets_are_stratified_and_hold_out_the_rest(monkeypatch, capsys, tmp_path):
+    from irad.data import FewClassesWarning
+    from irad.train.pairs import PairDataset
+
+    folder = make_folder(tmp_path / "train")
+    code, _, err = run(monkeypatch, capsys, "prepare-pairs", "-w", classifier(tmp_path / "c"),
+                       "-d", folder, "--out", tmp_path / "pairs", *QUICK_PAIRS)  # fmt: skip
+    assert code == 0, err
+    pairs = PairDataset(tmp_path / "pairs")
+    assert pairs.y.tolist() == sorted(pairs.y.tolist())  # stored in data-set order
+    with pytest.warns(FewClassesWarning):
+        pairs.head(6)
+    train = pairs.subset(9, seed=0, stratify=True)
+    assert torch.bincount(train.y).tolist() == [3, 3, 3]
+    held_out = pairs.complement(train)
+    assert held_out is not None and len(held_out) == 9
+    assert set(train.indices.tolist()).isdisjoint(held_out.indices.tolist())
+    assert train.selection_key == "stratified 9, seed 0"  # what a resumed run must match
+    assert pairs.head(9).selection_key == (0, 9)  # first-n runs keep their old record
+    clean, adv, y = train.take([0, 1])
+    assert clean.shape == adv.shape == (2, 3, 16, 16) and torch.equal(y, train.y[:2])
+
+
 # -- 3. a pairs folder works from any directory --------------------------------------------------
 
 
@@ -219,7 +240,7 @@ def test_train_samplenet_refuses_a_classifier_of_other_classes(monkeypatch, caps
     folder = make_folder(tmp_path / "train", classes=five, per_class=2)
     pairs = tmp_path / "pairs"
     code, _, err = run(monkeypatch, capsys, "prepare-pairs", "-w",
-                       classifier(tmp_path / "clf5", five), "-d", folder, "--out", pairs,
+                       classifier(tmp_path / "clf5", classes=five), "-d", folder, "--out", pairs,
                        *QUICK_PAIRS)  # fmt: skip
     assert code == 0, err
     ten = classifier(tmp_path / "clf10", num_classes=10)  # e.g. a CIFAR-10 classifier
@@ -233,7 +254,7 @@ def test_train_samplenet_refuses_a_classifier_of_other_classes(monkeypatch, caps
 
 def test_prepare_pairs_refuses_a_surrogate_of_other_classes(monkeypatch, capsys, tmp_path):
     folder = make_folder(tmp_path / "train")
-    other = classifier(tmp_path / "clf", ("ant", "bee", "cow"))
+    other = classifier(tmp_path / "clf", classes=("ant", "bee", "cow"))
     code, _, err = run(monkeypatch, capsys, "prepare-pairs", "-w", other, "-d", folder,
                        "--out", tmp_path / "pairs", *QUICK_PAIRS)  # fmt: skip
     assert code == 2 and "are not the classifier's (ant, bee, cow)" in err

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from irad.errors import ConfigError
-from irad.evaluate import EvaluationConfig
+from irad.evaluate import AttackSpec, EvaluationConfig
 from irad.evaluate.reproduce import get_table, run_table, table_names
 from irad.models.classifier import Classifier
 
@@ -70,3 +70,69 @@ def test_run_table_writes_our_figures_beside_the_papers(tmp_path) -> None:
 def test_unknown_table_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="unknown table 'table99'"):
         get_table("table99")
+
+
+def _tiny_irad(tmp_path) -> str:
+    from irad.defenses import IRAD
+    from irad.models.edsr import EDSRConfig
+    from irad.models.liif import ImplicitConfig, ImplicitRepresentation
+    from irad.models.samplenet import SampleNetConfig
+
+    rep = ImplicitRepresentation(ImplicitConfig(EDSRConfig(1, 4), (8,), skip="bilinear"))
+    irad = IRAD(rep, preset=None, samplenet_config=SampleNetConfig(hidden=(8,)))
+    irad.save_pretrained(tmp_path / "irad")
+    return str(tmp_path / "irad")
+
+
+def test_table10_puts_ten_attacks_beside_the_paper_with_the_worst_case(tmp_path) -> None:
+    from irad.evaluate import paper
+    from irad.evaluate.reproduce import TABLE10_ATTACKS
+
+    classifier, data = make_task()
+    config = EvaluationConfig(n=8, batch_size=8, cost_repeats=0, threads=1)
+    result, text = run_table(
+        "table10", classifier, data, config=config, out_dir=tmp_path / "out", progress=False,
+        variables={"irad": _tiny_irad(tmp_path)},
+    )  # fmt: skip
+    assert [a.label for a in result.attacks] == [
+        AttackSpec.parse(a.spec).label for a in TABLE10_ATTACKS
+    ]
+    lines = text.splitlines()
+    for attack in TABLE10_ATTACKS:
+        row = next(ln for ln in lines if ln.startswith(f"| {attack.name} |"))
+        ours = result.ra("IRAD (ours)", AttackSpec.parse(attack.spec).label).percent
+        assert f"{ours:.2f} [" in row  # with its interval
+        assert row.endswith(f"| {paper.TABLE10[attack.key]['irad']:.2f} |")
+        assert attack.source and f"`{AttackSpec.parse(attack.spec).label}`" in text
+    avg = next(ln for ln in lines if ln.startswith("| Avg."))
+    assert avg.endswith("| 88.88 |") and "74.55" in avg
+    worst = next(ln for ln in lines if ln.startswith("| **Worst case**"))
+    assert f"**{result.ra('IRAD (ours)').percent:.2f}**" in worst
+    assert "Hardest attack for IRAD (ours)" in text and "paper: MI-FGSM (82.51 %)" in text
+    assert (tmp_path / "out" / "comparison.md").read_text().startswith(text[:200])
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "out" / "fig4.png").is_file() and (tmp_path / "out" / "fig4.svg").is_file()
+
+
+def test_table13_gives_sa_ra_avg_per_attack_and_the_worst_case(tmp_path) -> None:
+    from irad.evaluate import paper
+
+    classifier, data = make_task()
+    config = EvaluationConfig(n=8, batch_size=8, cost_repeats=0, threads=1)
+    result, text = run_table(
+        "table13", classifier, data, config=config, progress=False,
+        variables={"irad": _tiny_irad(tmp_path)},
+    )  # fmt: skip
+    lines = text.splitlines()
+    for label, key in (
+        ("No defense", "none"),
+        ("DISCO-style (ours)", "disco"),
+        ("IRAD (ours)", "irad"),
+    ):
+        for name, attack in (("VMI-FGSM", "vmifgsm"), ("VNI-FGSM", "vnifgsm"), ("Admix", "admix")):
+            row = next(ln for ln in lines if ln.startswith(f"| {label} | {name} |"))
+            p = paper.TABLE13[key][attack]
+            assert row.endswith(f"| {p.sa:.2f} | {p.ra:.2f} | {p.avg:.2f} |")
+        worst = next(ln for ln in lines if ln.startswith(f"| {label} | **worst case** |"))
+        assert f"| {result.ra(label).percent:.2f} [" in worst
+    assert "torchattacks' defaults" in text and "DiffPure (t = 100)" in text

@@ -254,6 +254,7 @@ def train_classifier(
     from irad.utils.seed import seed_everything
 
     out_dir = out if out is not None else Path("runs") / model
+    given = _given_stats(mean, std)  # bad values are refused before any work
     _prepare(threads, device, out_dir)
     main = context_from_env().is_main
     train = load_dataset(dataset, "train", data_dir)
@@ -268,7 +269,7 @@ def train_classifier(
         per_epoch = pick_subset(evaluation, eval_n, 1000, "--eval-n", subset, subset_seed)
 
     config = _train_config({}, flags, out_dir=out_dir)
-    stats = _normalisation(dataset, train, mean, std, main)
+    stats = _normalisation(dataset, train, given, main)
     seed_everything(seed)  # the initial weights
     classifier = build_classifier(
         model,
@@ -323,18 +324,26 @@ def _channel_values(text: str, option: str) -> list[float]:
     return [check_float(t, option, 0, 1, text=True) for t in parts]
 
 
+def _given_stats(
+    mean: str | None, std: str | None
+) -> tuple[list[float] | None, list[float] | None]:
+    """``--mean`` and ``--std`` parsed and checked (``None``: not given)."""
+    given_mean = _channel_values(mean, "--mean") if mean is not None else None
+    given_std = _channel_values(std, "--std") if std is not None else None
+    if given_std is not None and min(given_std) <= 0:
+        raise typer.BadParameter(f"every std must be positive, got {std!r}", param_hint="--std")
+    return given_mean, given_std
+
+
 def _normalisation(
-    dataset: str, train: Any, mean: str | None, std: str | None, main: bool
+    dataset: str, train: Any, given: tuple[list[float] | None, list[float] | None], main: bool
 ) -> tuple[list[float], list[float]]:
     """The input normalisation saved with the classifier: the flags, CIFAR-10's statistics for
     a named CIFAR set (as before), else the training images' own (printed)."""
     from irad.data import DATASETS, channel_stats
     from irad.models.classifier import CIFAR10_MEAN, CIFAR10_STD
 
-    given_mean = _channel_values(mean, "--mean") if mean is not None else None
-    given_std = _channel_values(std, "--std") if std is not None else None
-    if given_std is not None and min(given_std) <= 0:
-        raise typer.BadParameter(f"every std must be positive, got {std!r}", param_hint="--std")
+    given_mean, given_std = given
     if given_mean is not None and given_std is not None:
         return given_mean, given_std
     if dataset in DATASETS:

@@ -160,4 +160,3 @@ def channel_stats(
     mean = total / count
     std = (squares / count - mean.pow(2)).clamp_min(0).sqrt()
     return [round(float(v), 4) for v in mean], [round(float(v), 4) for v in std]
-

@@ -15,7 +15,6 @@ image for image to a one-process run's. See ``docs/evaluation.md``.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,7 +40,12 @@ from irad.evaluate.run import AttackRun, DefenseEntry, EvaluationRun, Scores
 from irad.evaluate.seeds import SEED_SCHEME
 from irad.evaluate.shards import Shards
 from irad.evaluate.specs import AttackSpec, as_attack_spec, format_spec, parse_spec
-from irad.train.distributed import context_from_env, local_device, setup_distributed
+from irad.train.distributed import (
+    WORK_TIMEOUT,
+    context_from_env,
+    local_device,
+    setup_distributed,
+)
 from irad.utils.env import environment_info, resolve_device
 from irad.utils.lock import RunLock
 
@@ -49,7 +53,7 @@ log = logging.getLogger(__name__)
 
 #: How long a process of a ``torchrun`` evaluation waits for the others at a merge: shards of
 #: an attack can finish hours apart (a crashed process makes ``torchrun`` stop the others).
-DISTRIBUTED_TIMEOUT = datetime.timedelta(hours=24)
+DISTRIBUTED_TIMEOUT = WORK_TIMEOUT
 
 
 def evaluate_defenses(
@@ -139,7 +143,7 @@ def evaluate_defenses(
     context = context_from_env()
     if shards is None and context.is_distributed:
         device = local_device(device, context)
-        context = setup_distributed(device, timeout=DISTRIBUTED_TIMEOUT)
+        context = setup_distributed(device, timeout=DISTRIBUTED_TIMEOUT, until_exit=True)
         shards = Shards.from_context(context)
     shards = shards or Shards()
     backend = backend or AttackBackend.default()
@@ -153,7 +157,6 @@ def evaluate_defenses(
 
     folder = Path(out_dir) if out_dir is not None else None
     with ExitStack() as stack:
-        stack.callback(context.close)
         if folder is not None:
             # Rank 0 holds the folder for the whole job; the others write their partial
             # results into the folder it holds (an error there stops every rank).

@@ -54,7 +54,9 @@ def wilson_interval(successes: float, n: float, z: float = Z95) -> tuple[float, 
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, 100 * (centre - half)), min(100.0, 100 * (centre + half))
+    low = 0.0 if successes == 0 else max(0.0, 100 * (centre - half))  # exact at the ends
+    high = 100.0 if successes == n else min(100.0, 100 * (centre + half))
+    return low, high
 
 
 def count_interval(correct: int, total: int, draws: int = 1) -> tuple[float, float]:

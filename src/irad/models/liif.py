@@ -437,7 +437,9 @@ def _fast_ensemble(
     b = coord.shape[0]
     h, w = field_.size
     group = max(1, min(b, PROJECTION_BUDGET // max(1, h * w * hidden)))
-    buffers = None if torch.is_grad_enabled() else _Buffers(field_.feat)
+    # Reused buffers need fixed dtypes: not under autocast, whose ops pick their own.
+    reuse = not torch.is_grad_enabled() and not torch.is_autocast_enabled(coord.device.type)
+    buffers = _Buffers(field_.feat) if reuse else None
     outs = [
         _fast_group(
             field_,

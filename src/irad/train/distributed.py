@@ -18,6 +18,7 @@ processes, each process writes its own batches' results, and the results are exc
 
 from __future__ import annotations
 
+import atexit
 import datetime
 import os
 from collections.abc import Callable, Mapping
@@ -147,13 +148,20 @@ def context_from_env() -> DistributedContext:
 
 
 def setup_distributed(
-    device: torch.device, *, timeout: datetime.timedelta | None = None
+    device: torch.device,
+    *,
+    timeout: datetime.timedelta | None = None,
+    until_exit: bool = False,
 ) -> DistributedContext:
     """Join the ``torchrun`` process group when ``WORLD_SIZE > 1``; else a single-process context.
 
     Uses NCCL for CUDA devices and Gloo for CPU. Reuses a group the caller already created.
     ``timeout``: how long a collective waits for the slowest process (torch's default, 30
     minutes, when None); an evaluation whose shards may finish hours apart passes more.
+    ``until_exit``: keep the group until the process exits instead of handing it to the
+    context's :meth:`~DistributedContext.close`, so that later calls in the same process (an
+    evaluation, then pair generation) reuse it: a group re-created on ``torchrun``'s rendezvous
+    can fail to connect.
     """
     ctx = context_from_env()
     if not ctx.is_distributed:
@@ -164,7 +172,14 @@ def setup_distributed(
         torch.cuda.set_device(device)
     kwargs: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", **kwargs)
-    return DistributedContext(ctx.rank, ctx.local_rank, ctx.world_size, owns_group=True)
+    if until_exit:
+        atexit.register(_destroy_at_exit)
+    return DistributedContext(ctx.rank, ctx.local_rank, ctx.world_size, owns_group=not until_exit)
+
+
+def _destroy_at_exit() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def local_device(device: torch.device, ctx: DistributedContext) -> torch.device:

@@ -300,7 +300,7 @@ def generate_pairs(
     ctx = context_from_env()
     if ctx.is_distributed:  # torchrun: this process attacks its share of the chunks
         device = local_device(torch.device(device), ctx)
-        ctx = setup_distributed(device, timeout=WORK_TIMEOUT)
+        ctx = setup_distributed(device, timeout=WORK_TIMEOUT, until_exit=True)
     out = Path(out_dir)
     surrogate = surrogate.to(device).eval()
     surrogate_rec = {**(surrogate_info or {}), "fingerprint": _module_fingerprint(surrogate)}
@@ -406,9 +406,7 @@ def generate_pairs(
         atomic_write_json(manifest_path, manifest)
         return manifest
 
-    manifest = ctx.on_main(finish)
-    ctx.close()
-    return manifest
+    return ctx.on_main(finish)
 
 
 def prepare_pairs(
@@ -673,9 +671,7 @@ class PairDataset:
 
             clean = load_dataset(self._data_source(data), data.get("split", "train"), data_dir)
         if not hasattr(clean, "y") or not (hasattr(clean, "x") or hasattr(clean, "to_memory")):
-            raise DataError(
-                "clean must be an irad data set (an ImageDataset, or an image folder)"
-            )
+            raise DataError("clean must be an irad data set (an ImageDataset, or an image folder)")
         if int(self.indices.max()) >= len(clean.y):
             raise DataError(
                 f"pairs refer to row {int(self.indices.max())} but the clean data set has only "
