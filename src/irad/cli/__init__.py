@@ -37,6 +37,7 @@ from irad.cli import (  # noqa: E402
     quality,
     reproduce,
     train,
+    visualize,
 )
 
 for _module in (
@@ -52,6 +53,7 @@ for _module in (
     quality,
     purify,
     convert,
+    visualize,
 ):
     _module.register(app)
 

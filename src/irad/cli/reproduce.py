@@ -20,6 +20,14 @@ Examples:
   irad reproduce table2 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table2
   irad reproduce table5 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table5
 
+  # Table 10 / Fig. 4 (ten attacks, oblivious) and Table 13 (VMI-FGSM, VNI-FGSM, Admix)
+  irad reproduce table10 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table10
+  irad reproduce table13 -w ../shared/data/weights/resnet56-4bfd9763.th --out results/table13
+
+  # the same on 2 processes (Gloo on CPU, NCCL on GPUs); '--' keeps torchrun off irad's flags
+  torchrun --nproc_per_node 2 --no-python -- irad reproduce table10 \
+      -w ../shared/data/weights/resnet56-4bfd9763.th --threads 1 --out results/table10
+
   irad reproduce --list
 """
 
@@ -72,6 +80,7 @@ def reproduce(
     from irad.errors import ConfigError
     from irad.evaluate.reproduce import get_table, run_table, table_names
     from irad.models import load_classifier
+    from irad.train.distributed import context_from_env
 
     if list_tables or table is None:
         for name in table_names():
@@ -85,7 +94,9 @@ def reproduce(
     if n is not None:
         check_count(n, "--n", len(data), "CIFAR-10 test images")
     classifier = load_classifier(weights, arch=model)
-    typer.echo(f"{spec.title}: {len(spec.rows)} rows, threat {spec.threat}", err=True)
+    main = context_from_env().is_main  # under torchrun only rank 0 prints
+    if main:
+        typer.echo(f"{spec.title}: {len(spec.rows)} rows, threat {spec.threat}", err=True)
     _, text = run_table(
         table,
         classifier,
@@ -102,8 +113,9 @@ def reproduce(
         metadata={"command": "reproduce", "weights": str(weights), "model": model},
         variables={"irad": irad_weights, "runs": str(runs)},
     )
-    typer.echo(text)
-    typer.echo(f"wrote {out / 'comparison.md'}", err=True)
+    if main:
+        typer.echo(text)
+        typer.echo(f"wrote {out / 'comparison.md'}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ from irad.data.datasets import (
     SUBSET_METHODS,
     FewClassesWarning,
     ImageDataset,
+    dataset_record,
     select_subset,
 )
 from irad.data.download import download_url, extract_tarball, verify_file
@@ -48,6 +49,7 @@ __all__ = [
     "channel_stats",
     "check_classes",
     "classifier_classes",
+    "dataset_record",
     "download_url",
     "extract_tarball",
     "find_images",

@@ -162,6 +162,18 @@ def select_subset(dataset: Any, n: int | None, method: str = "first", seed: int 
     return dataset.subset(n, seed=seed, stratify=method == "stratified")
 
 
+def dataset_record(dataset: Any) -> dict[str, Any]:
+    """What a training run records about its data (name, description, size, fingerprint), so
+    that a resumed run can check it trains on the same images."""
+    fingerprint = getattr(dataset, "fingerprint", None)
+    return {
+        "name": getattr(dataset, "name", type(dataset).__name__),
+        "description": getattr(dataset, "description", None),
+        "size": len(dataset),
+        "fingerprint": fingerprint() if callable(fingerprint) else None,
+    }
+
+
 def _as_uint8_images(x: object) -> Tensor:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
     if x.dtype != torch.uint8:

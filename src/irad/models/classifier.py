@@ -115,6 +115,88 @@ class Classifier(Pretrained, nn.Module):
         logits = check_logits(self.net(h), x.shape[0], self.num_classes)
         return logits if h is x else logits.to(x.dtype)
 
+    # -- internal activations (irad.analysis) ----------------------------------------------
+    def head(self) -> nn.Linear:
+        """The classification head: the network's last ``nn.Linear`` (in module order)."""
+        linears = [m for m in self.net.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ConfigError(
+                f"classifier {self.name!r} has no nn.Linear head, so it has no penultimate "
+                "features; irad.analysis needs a network that ends in a linear layer"
+            )
+        return linears[-1]
+
+    def blocks(self) -> list[nn.Module]:
+        """The blocks whose outputs make a decision path: ``net.blocks()`` when the network
+        defines it (the CIFAR ResNets do), else every residual ``BasicBlock`` of
+        :mod:`irad.models.resnet_cifar` in it (ResNet-18/34 too)."""
+        own = getattr(self.net, "blocks", None)
+        found = list(own()) if callable(own) else []
+        if not found:
+            from irad.models.resnet_cifar import BasicBlock
+
+            found = [m for m in self.net.modules() if isinstance(m, BasicBlock)]
+        if not found:
+            raise ConfigError(
+                f"classifier {self.name!r}: its network neither defines blocks() nor holds "
+                "irad's residual blocks; add a blocks() method returning the modules whose "
+                "outputs form the decision path"
+            )
+        return found
+
+    def activations(
+        self, x: Tensor, modules: Sequence[nn.Module], *, inputs: bool = False
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Logits and what each of ``modules`` (parts of the network) saw in one forward pass.
+
+        ``inputs=False``: each module's output; ``inputs=True``: its first positional input.
+        A module that runs more than once keeps its last call. Forward hooks, removed on return.
+
+        Shape:
+            - x: ``(B, 3, H, W)`` in [0, 1]; logits ``(B, num_classes)``; each capture ``(B, ...)``.
+        """
+        captured: dict[int, Tensor] = {}
+
+        def hook(i: int) -> Any:
+            if inputs:
+                return lambda _m, args: captured.__setitem__(i, args[0])
+            return lambda _m, _args, out: captured.__setitem__(i, out)
+
+        handles = [
+            (m.register_forward_pre_hook(hook(i)) if inputs else m.register_forward_hook(hook(i)))
+            for i, m in enumerate(modules)
+        ]
+        try:
+            logits = self(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        missing = [i for i in range(len(modules)) if i not in captured]
+        if missing:
+            raise ConfigError(
+                f"modules {missing} of the {len(modules)} given did not run in the forward pass "
+                f"of classifier {self.name!r}: pass parts of this classifier's network"
+            )
+        return logits, [captured[i] for i in range(len(modules))]
+
+    def features(self, x: Tensor) -> Tensor:
+        """Penultimate features: the input of the classification head (:meth:`head`).
+
+        For the CIFAR ResNets, the global average pool of the last stage's post-ReLU map
+        (64 values for ResNet-20/56); for WideResNets the pooled post-BN-ReLU map. Raw values:
+        the classifier's input normalisation applies to the pixels, nothing to the features.
+
+        Shape:
+            - x: ``(B, 3, H, W)`` in [0, 1]; output ``(B, D)``, ``D`` the head's in-features.
+
+        Example:
+            >>> clf = build_classifier("resnet20").eval()
+            >>> clf.features(torch.rand(2, 3, 32, 32)).shape
+            torch.Size([2, 64])
+        """
+        _, (feats,) = self.activations(x, [self.head()], inputs=True)
+        return feats.flatten(1)
+
     # -- checkpoints -----------------------------------------------------------------------
     def checkpoint_config(self) -> dict[str, Any]:
         """``arch``, ``name``, ``num_classes``, ``mean``, ``std``, ``kwargs``: what rebuilds it."""

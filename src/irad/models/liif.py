@@ -93,7 +93,7 @@ SKIP_WEIGHT = 1e-8
 #: Fast path: (query, neighbour) pairs per block; each activation buffer then holds
 #: ``FAST_BLOCK × hidden`` floats (1 MiB at hidden 256), so a block's two buffers and the
 #: weights stay in the 2 MiB L2 cache of a core (measured: ``docs/implicit.md``).
-FAST_BLOCK = 1024
+FAST_BLOCK = 4096
 #: Fast path: most first-layer projections (values) held at once; images are processed in
 #: groups that fit (16 images of 32 × 32 at hidden 256; one image at least).
 PROJECTION_BUDGET = 4 * 2**20
@@ -512,19 +512,9 @@ def _fast_group(
                 w_extra, buffers, weighted[s:e],
             )  # fmt: skip
     else:
-        parts = []
-        for s in range(0, n_pairs, block):
-            e = min(n_pairs, s + block)
-            args = (field_, source, index[..., s:e], extra[s:e], weights[s:e], linears, w_feat)
-            if checkpoint:
-                parts.append(
-                    torch.utils.checkpoint.checkpoint(
-                        _block_autograd, *args, w_extra, use_reentrant=False
-                    )
-                )
-            else:
-                parts.append(_block_autograd(*args, w_extra))
-        weighted = parts[0] if len(parts) == 1 else torch.cat(parts)
+        weighted = _blocks_autograd(
+            field_, source, index, extra, weights, linears, w_feat, w_extra, block, checkpoint
+        )
     if keep is None:
         out = weighted.view(4, gb * q, out_dim).sum(dim=0)
     else:
@@ -533,7 +523,7 @@ def _fast_group(
     return out.view(gb, q, out_dim)
 
 
-def _block_autograd(
+def _blocks_autograd(
     field_: FeatureField,
     source: Tensor,
     index: Tensor,
@@ -542,15 +532,59 @@ def _block_autograd(
     linears: list[nn.Linear],
     w_feat: Tensor | None,
     w_extra: Tensor,
+    block: int,
+    checkpoint: bool,
 ) -> Tensor:
-    """Weighted predictions of one block of pairs, recorded by autograd."""
+    """Weighted predictions of all pairs, block by block, recorded by autograd.
+
+    Inputs that need a gradient are cut into blocks with ``split`` (one backward node that
+    concatenates the blocks' gradients) rather than sliced or gathered per block, whose
+    backward would allocate and accumulate a gradient of the whole tensor for every block.
+    """
+    n_pairs = int(weights.numel())
+    bounds = [min(block, n_pairs - s) for s in range(0, n_pairs, block)]
+    table_grad = source.requires_grad if w_feat is None else field_.padded.requires_grad
+    if table_grad:  # gather every pair's first-layer input once: one index_add in backward
+        if w_feat is None:
+            gathered = source.index_select(0, index)
+        else:
+            gathered = field_.unfolded_rows(index[0], index[1], index[2])
+        pre: Sequence[Tensor | None] = gathered.split(bounds)
+    else:
+        pre = [None] * len(bounds)
+    parts = []
+    for pre_k, index_k, extra_k, weights_k in zip(
+        pre, index.split(bounds, dim=-1), extra.split(bounds), weights.split(bounds), strict=True
+    ):
+        args = (field_, source, index_k, pre_k, extra_k, weights_k, linears, w_feat, w_extra)
+        if checkpoint:
+            parts.append(torch.utils.checkpoint.checkpoint(_block, *args, use_reentrant=False))
+        else:
+            parts.append(_block(*args))
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _block(
+    field_: FeatureField,
+    source: Tensor,
+    index: Tensor,
+    pre: Tensor | None,
+    extra: Tensor,
+    weights: Tensor,
+    linears: list[nn.Linear],
+    w_feat: Tensor | None,
+    w_extra: Tensor,
+) -> Tensor:
+    """Weighted predictions of one block of pairs, recorded by autograd (``pre``: the block's
+    gathered first-layer input, or ``None`` to gather it here)."""
     first = linears[0]
     if w_feat is None:  # gather the per-pixel projections
-        h = source.index_select(0, index)
+        h = pre if pre is not None else source.index_select(0, index)
         h = torch.addmm(h, extra, w_extra.t())
     else:  # the first layer on the gathered unfolded features
-        unfolded = field_.unfolded_rows(index[0], index[1], index[2])
-        h = torch.addmm(first.bias, unfolded, w_feat.t()).addmm_(extra, w_extra.t())
+        if pre is None:
+            pre = field_.unfolded_rows(index[0], index[1], index[2])
+        h = torch.addmm(first.bias, pre, w_feat.t()).addmm_(extra, w_extra.t())
     h = h.relu_()  # in place: addmm's backward needs its inputs only
     for lin in linears[1:-1]:
         h = F.linear(h, lin.weight, lin.bias).relu_()

@@ -110,3 +110,10 @@ class CifarResNet(nn.Module):
         out = self.layer3(self.layer2(self.layer1(out)))
         out = F.adaptive_avg_pool2d(out, 1).flatten(1)
         return self.linear(out)
+
+    def blocks(self) -> list[nn.Module]:
+        """The residual blocks in forward order (``3 n`` of them); each outputs a post-ReLU map.
+
+        Read by :meth:`irad.models.Classifier.blocks` (decision paths, :mod:`irad.analysis`).
+        """
+        return [block for stage in (self.layer1, self.layer2, self.layer3) for block in stage]

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irad.checks import check_batch_size, check_float
-from irad.data import RandomCropFlip, iterate_batches, num_batches
+from irad.data import RandomCropFlip, dataset_record, iterate_batches, num_batches
 from irad.errors import InputError
 from irad.models import Classifier, save_classifier
 from irad.utils.io import atomic_write_json
@@ -144,8 +144,6 @@ class ClassifierObjective:
 
     def objective_config(self) -> dict[str, Any]:
         """Settings a resumed run must share: loss, augmentation, batching, training data."""
-        data = self.train_set
-        fingerprint = getattr(data, "fingerprint", None)
         return {
             "objective": "classifier",
             "loss": "cross_entropy",
@@ -153,12 +151,7 @@ class ClassifierObjective:
             "augment": None if self.augment is None else repr(self.augment),
             "batch_size": self.batch_size,
             "drop_last": True,
-            "train_set": {
-                "name": getattr(data, "name", type(data).__name__),
-                "description": getattr(data, "description", None),
-                "size": len(data),
-                "fingerprint": fingerprint() if callable(fingerprint) else None,
-            },
+            "train_set": dataset_record(self.train_set),
         }
 
     def save_model(self, prefix: str | Path) -> Path:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irad.checks import check_batch_size
-from irad.data import RandomCropFlip, iterate_batches, num_batches
+from irad.data import RandomCropFlip, dataset_record, iterate_batches, num_batches
 from irad.errors import ConfigError, InputError
 from irad.models.diffusion import DiffusionModel
 from irad.train.config import TrainConfig
@@ -182,8 +182,6 @@ class DiffusionObjective:
         return self.model.checkpoint_config()
 
     def objective_config(self) -> dict[str, Any]:
-        data = self.train_set
-        fingerprint = getattr(data, "fingerprint", None)
         return {
             "objective": "diffusion",
             "loss": "epsilon_mse",
@@ -191,12 +189,7 @@ class DiffusionObjective:
             "ema_decay": self.ema_decay,
             "flip": self.augment is not None,
             "batch_size": self.batch_size,
-            "train_set": {
-                "name": getattr(data, "name", type(data).__name__),
-                "description": getattr(data, "description", None),
-                "size": len(data),
-                "fingerprint": fingerprint() if callable(fingerprint) else None,
-            },
+            "train_set": dataset_record(self.train_set),
         }
 
     def save_model(self, prefix: str | Path) -> Path:
