@@ -94,13 +94,14 @@ def test_parameter_names_follow_liif():
     assert EDSR(EDSRConfig(3, 5))(torch.rand(2, 3, 7, 9)).shape == (2, 5, 7, 9)
 
 
-def test_local_ensemble_matches_liif_reference_anywhere():
+@pytest.mark.parametrize("fast", [False, True])
+def test_local_ensemble_matches_liif_reference_anywhere(fast):
     torch.manual_seed(0)
     rep = ImplicitRepresentation(TINY)
     feat = rep.encode(torch.rand(2, 3, 5, 7))
     coord = torch.rand(2, 40, 2) * 2.6 - 1.3  # inside and outside the image
     cell = torch.rand(2, 40, 2) * 0.5
-    ours = local_ensemble(FeatureField(feat), coord, cell, rep.imnet, chunk_size=None)
+    ours = local_ensemble(FeatureField(feat), coord, cell, rep.imnet, chunk_size=None, fast=fast)
     ref = liif_reference(feat, coord.clone(), cell.clone(), rep.imnet)
     torch.testing.assert_close(ours, ref, atol=1e-6, rtol=1e-5)
 

@@ -24,6 +24,16 @@ def make_task(n: int = 8, size: int = 16) -> tuple[Classifier, tuple[torch.Tenso
     return Classifier(nn.Sequential(nn.Flatten(), linear), num_classes=3, name="template"), (x, y)
 
 
+def _tiny_learned_baselines(tmp_path) -> dict[str, str]:
+    """Tiny stand-ins for the {stl} and {nrp} checkpoints (irad train-stl / train-nrp)."""
+    from irad.models.nrp import Purifier, PurifierConfig
+    from irad.models.sparse_coding import ConvSparseCoder, SparseCodingConfig
+
+    ConvSparseCoder(SparseCodingConfig.from_preset("tiny")).save_pretrained(tmp_path / "stl")
+    Purifier(PurifierConfig.from_preset("tiny")).save_pretrained(tmp_path / "nrp")
+    return {"stl": str(tmp_path / "stl"), "nrp": str(tmp_path / "nrp")}
+
+
 @pytest.mark.parametrize("name", table_names())
 def test_every_row_of_every_table_builds_a_defense(name: str, tmp_path) -> None:
     from irad.defenses import IRAD
@@ -40,7 +50,9 @@ def test_every_row_of_every_table_builds_a_defense(name: str, tmp_path) -> None:
         irad.reconstruction().save(tmp_path / f"t7-{task}" / "model")
     irad.save(tmp_path / "t15-bilinear" / "model")
     spec = get_table(name)
-    defenses = spec.build_defenses({"irad": str(tmp_path / "irad"), "runs": str(tmp_path)})
+    defenses = spec.build_defenses(
+        {"irad": str(tmp_path / "irad"), "runs": str(tmp_path), **_tiny_learned_baselines(tmp_path)}
+    )
     assert list(defenses) == [row.label for row in spec.rows]
     x = torch.rand(2, 3, 32, 32)
     for defense in defenses.values():
@@ -52,8 +64,9 @@ def test_run_table_writes_our_figures_beside_the_papers(tmp_path) -> None:
     classifier, data = make_task()
     config = EvaluationConfig(n=8, batch_size=8, cost_batch_size=4, cost_repeats=1, threads=1)
     result, text = run_table(
-        "table3", classifier, data, config=config, out_dir=tmp_path, progress=False
-    )
+        "table3", classifier, data, config=config, out_dir=tmp_path, progress=False,
+        variables=_tiny_learned_baselines(tmp_path / "weights"),
+    )  # fmt: skip
     spec = get_table("table3")
     assert result.config.threat == "bpda"
     assert (tmp_path / "comparison.md").read_text() == text

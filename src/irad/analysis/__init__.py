@@ -21,6 +21,7 @@ from irad.analysis.case import (
 from irad.analysis.semantics import (
     FEATURE_NORMS,
     SemanticAnalysis,
+    block_similarity,
     classifier_decision_path,
     decision_path,
     feature_distance,
@@ -37,6 +38,7 @@ __all__ = [
     "CaseStudy",
     "Panel",
     "SemanticAnalysis",
+    "block_similarity",
     "case_study",
     "classifier_decision_path",
     "decision_path",

@@ -44,10 +44,17 @@ def plot_pca(analysis: SemanticAnalysis, prefix: str | Path, *, title: str = "")
             alpha=0.7,
             label=name,
             color=SET_COLOURS[k % len(SET_COLOURS)],
+            zorder=len(points) - k + 1,  # the clean set on top: the others are judged against it
         )
     clean = points[analysis.clean.name].mean(dim=0)
     ax.scatter(
-        [float(clean[0])], [float(clean[1])], marker="x", s=60, color="black", label="clean centre"
+        [float(clean[0])],
+        [float(clean[1])],
+        marker="x",
+        s=60,
+        color="black",
+        label="clean centre",
+        zorder=len(points) + 2,
     )
     ax.set_xlabel("principal axis 1")
     ax.set_ylabel("principal axis 2")
@@ -55,6 +62,30 @@ def plot_pca(analysis: SemanticAnalysis, prefix: str | Path, *, title: str = "")
     ax.legend(fontsize=7, loc="best")
     norm = "raw" if analysis.normalize == "none" else "L2-normalised"
     ax.set_title(title or f"penultimate features ({norm}), PCA of all sets", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, prefix)
+
+
+def plot_path_by_block(
+    analysis: SemanticAnalysis, prefix: str | Path, *, title: str = ""
+) -> list[Path]:
+    """Decision-path similarity with the clean image, block by block (mean over images)."""
+    by_block = analysis.block_similarities()
+    if matplotlib_missing() or not by_block:
+        return []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    for k, (name, sims) in enumerate(by_block.items()):
+        if name == analysis.clean.name:
+            continue
+        mean = sims.double().mean(dim=0)
+        xs = list(range(1, len(mean) + 1))
+        ax.plot(xs, mean.tolist(), marker=".", label=name, color=SET_COLOURS[k % len(SET_COLOURS)])
+    ax.set_xlabel("residual block (input → output)")
+    ax.set_ylabel("cosine similarity with clean")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_title(title or "decision path, block by block", fontsize=9)
     fig.tight_layout()
     return _save(fig, prefix)
 
@@ -82,8 +113,8 @@ def plot_case(
     Rows: the six images (clean, adversarial, randomly resampled clean / adversarial, defended
     clean / adversarial); each image's top ``top_k`` logits (green: the true class, red: a
     wrong top-1); the shift field over the adversarial image (arrows magnified by
-    ``arrow_scale``, default so that the mean arrow is 2 pixels long), |adv - clean| and
-    |defended(adv) - clean| on one colour scale.
+    ``arrow_scale``, default so that the mean arrow is 2 pixels long) and |image - clean| (max
+    over RGB) of the five other images, on one colour scale.
     """
     if matplotlib_missing():
         return []

@@ -17,6 +17,7 @@ from irad.checks import check_count, check_int
 from irad.defenses import build_defense_spec
 from irad.errors import ConfigError
 from irad.models.classifier import Classifier
+from irad.utils.env import environment_info
 from irad.utils.io import atomic_write_json, atomic_write_text
 
 #: The defenses of Tables 18-19: the implicit representation alone, then the full IRAD.
@@ -83,12 +84,13 @@ def run_semantics(
     metadata: dict[str, Any] | None = None,
 ) -> tuple[SemanticAnalysis, str, list[Path]]:
     """Tables 18-19 and Fig. 5 for the first ``n`` images of one class; writes ``table.md``,
-    ``result.json`` and ``fig5-pca.png`` / ``.svg`` into ``out_dir``.
+    ``result.json``, ``fig5-pca.png`` / ``.svg`` and ``path-by-block.png`` / ``.svg`` (the
+    decision-path similarity per block) into ``out_dir``.
 
     The adversarial images are ``attack`` run on the classifier alone (oblivious); each defense
     spec is applied to them. Returns the analysis, the table text and the figure paths.
     """
-    from irad.analysis.figures import plot_pca
+    from irad.analysis.figures import plot_path_by_block, plot_pca
 
     start = time.perf_counter()
     target = resolve_class(data, target_class)
@@ -123,14 +125,16 @@ def run_semantics(
         classifier, x, adv, built, y, normalize=normalize, batch_size=batch_size, settings=settings
     )
     analysis.settings["seconds"] = round(time.perf_counter() - start, 1)
+    analysis.settings["environment"] = environment_info(device)
     text = format_semantic_tables(analysis)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "table.md", text + "\n")
     atomic_write_json(out / "result.json", analysis.to_dict())
     name = settings["class_name"]
-    title = f"{classifier.name}, {len(rows)} images of class {name}, attack {attack} (oblivious)"
+    title = f"{classifier.name}, {len(rows)} images of class {name}\nattack {attack} (oblivious)"
     paths = plot_pca(analysis, out / "fig5-pca", title=title)
+    paths += plot_path_by_block(analysis, out / "path-by-block", title=title)
     return analysis, text, paths
 
 

@@ -28,7 +28,7 @@ them over a set of images, their adversarial versions and the defended adversari
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +42,10 @@ from irad.models.classifier import Classifier
 
 #: How feature vectors are normalised before distances: none (raw) or onto the unit sphere.
 FEATURE_NORMS = ("none", "l2")
+#: The paper's Table 18 (Euclidean distance to the clean centre) and Table 19 (decision-path
+#: cosine similarity with clean), CIFAR-10; the paper does not say which layer or normalisation.
+PAPER_DISTANCE = {"Adv": 2.91, "RECONS(Adv)": 1.21, "IRAD(Adv)": 0.75}
+PAPER_SIMILARITY = {"Adv": 0.5482, "RECONS(Adv)": 0.9915, "IRAD(Adv)": 0.9987}
 
 
 def _check_matrix(x: object, name: str) -> Tensor:
@@ -132,6 +136,31 @@ def path_similarity(a: Tensor, b: Tensor) -> Tensor:
     return F.cosine_similarity(a.double(), b.double(), dim=1).clamp(-1.0, 1.0).to(a.dtype)
 
 
+def block_similarity(a: Tensor, b: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Per-block cosine similarity of paired decision paths (blocks of ``sizes`` channels).
+
+    :func:`path_similarity` of two paths is the mean of these over the blocks.
+
+    Shape:
+        - a, b: ``(N, sum(sizes))``; output ``(N, len(sizes))``.
+
+    Example:
+        >>> a = decision_path([torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])])
+        >>> b = decision_path([torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]])])
+        >>> block_similarity(a, b, [2, 2])
+        tensor([[1., 0.]])
+    """
+    _check_matrix(a, "decision paths")
+    _check_matrix(b, "decision paths")
+    if a.shape != b.shape or sum(sizes) != a.shape[1]:
+        raise InputError(
+            f"paths {tuple(a.shape)} and {tuple(b.shape)} do not split into blocks of {list(sizes)}"
+        )
+    parts = zip(a.split(list(sizes), dim=1), b.split(list(sizes), dim=1), strict=True)
+    sims = [F.cosine_similarity(x.double(), y.double(), dim=1) for x, y in parts]
+    return torch.stack(sims, dim=1).clamp(-1.0, 1.0).to(a.dtype)
+
+
 def pca_2d(features: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Project every set onto the first two principal axes of all sets together (Fig. 5).
 
@@ -179,6 +208,8 @@ class SemanticAnalysis:
     labels: Tensor
     normalize: str = "none"
     settings: dict[str, Any] = field(default_factory=dict)
+    #: Channels of each block in the decision path (for per-block similarities).
+    block_sizes: list[int] = field(default_factory=list)
 
     @property
     def clean(self) -> SetMeasures:
@@ -195,16 +226,25 @@ class SemanticAnalysis:
         """Per image, the cosine similarity of each set's decision path with the clean one."""
         return {s.name: path_similarity(self.clean.paths, s.paths) for s in self.sets}
 
+    def block_similarities(self) -> dict[str, Tensor]:
+        """Per image and block, each set's path similarity with the clean one: ``(N, K)``."""
+        if not self.block_sizes:
+            return {}
+        return {
+            s.name: block_similarity(self.clean.paths, s.paths, self.block_sizes) for s in self.sets
+        }
+
     def pca(self) -> dict[str, Tensor]:
         feats = {s.name: normalize_features(s.features, self.normalize) for s in self.sets}
         return pca_2d(feats)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per set: name, n, mean (and std) distance, mean (and std) similarity, acc."""
-        dist, sim = self.distances(), self.similarities()
+        dist, sim, by_block = self.distances(), self.similarities(), self.block_similarities()
         out = []
         for s in self.sets:
             d, c = dist[s.name].double(), sim[s.name].double()
+            blocks = by_block[s.name].double().mean(dim=0).tolist() if by_block else []
             out.append(
                 {
                     "set": s.name,
@@ -214,6 +254,8 @@ class SemanticAnalysis:
                     "similarity": float(c.mean()),
                     "similarity_std": float(c.std()) if c.numel() > 1 else 0.0,
                     "accuracy": s.accuracy(self.labels),
+                    "last_block_similarity": blocks[-1] if blocks else None,
+                    "block_similarity": blocks,
                 }
             )
         return out
@@ -232,6 +274,12 @@ def _measure(classifier: Classifier, x: Tensor, batch_size: int) -> tuple[Tensor
             paths.append(path)
             preds.append(logits.argmax(dim=1))
     return torch.cat(feats), torch.cat(paths), torch.cat(preds)
+
+
+def _block_sizes(classifier: Classifier, like: Tensor) -> list[int]:
+    with torch.no_grad():
+        _, acts = classifier.activations(like[:1], classifier.blocks())
+    return [int(a.shape[1]) for a in acts]
 
 
 def semantic_analysis(
@@ -283,18 +331,18 @@ def semantic_analysis(
             starts = range(0, len(adversarial), batch_size)
             images[name] = torch.cat([defense(adversarial[i : i + batch_size]) for i in starts])
     sets = [SetMeasures(name, *_measure(classifier, x, batch_size)) for name, x in images.items()]
-    return SemanticAnalysis(sets, labels.cpu(), normalize, dict(settings or {}))
+    sizes = _block_sizes(classifier, clean)
+    return SemanticAnalysis(sets, labels.cpu(), normalize, dict(settings or {}), sizes)
 
 
 def format_semantic_tables(analysis: SemanticAnalysis, paper: bool = True) -> str:
     """Tables 18 and 19 as one markdown table, the paper's figures beside ours."""
-    paper_dist = {"Adv": 2.91, "RECONS(Adv)": 1.21, "IRAD(Adv)": 0.75}
-    paper_sim = {"Adv": 0.5482, "RECONS(Adv)": 0.9915, "IRAD(Adv)": 0.9987}
+    paper_dist, paper_sim = PAPER_DISTANCE, PAPER_SIMILARITY
     head = (
         "| images | n | accuracy (%) | feature distance to clean centre "
-        "| decision-path similarity |"
+        "| decision-path similarity | last block only |"
     )
-    rule = "|---|---:|---:|---:|---:|"
+    rule = "|---|---:|---:|---:|---:|---:|"
     if paper:
         head += " paper distance (Table 18) | paper similarity (Table 19) |"
         rule += "---:|---:|"
@@ -306,6 +354,7 @@ def format_semantic_tables(analysis: SemanticAnalysis, paper: bool = True) -> st
             f"{row['accuracy']:.1f}",
             f"{row['distance']:.3f} ± {row['distance_std']:.3f}",
             f"{row['similarity']:.4f} ± {row['similarity_std']:.4f}",
+            "–" if row["last_block_similarity"] is None else f"{row['last_block_similarity']:.4f}",
         ]
         if paper:
             cells += [
@@ -319,6 +368,7 @@ def format_semantic_tables(analysis: SemanticAnalysis, paper: bool = True) -> st
         f"Mean ± std over the images. Features: the victim's penultimate features ({norm}); "
         "distance: Euclidean, to the mean clean feature (the Clean row is the clean set's own "
         "spread). Decision path: per-block channel means of the residual blocks' outputs, "
-        "L2-normalised per block; similarity: cosine with the same image's clean path."
+        "L2-normalised per block; similarity: cosine with the same image's clean path (the mean "
+        "of the per-block cosines); last block only: the cosine of the last block's channel means."
     )
     return "\n".join(lines)

@@ -25,6 +25,7 @@ def _root() -> None:
 
 # Each module adds its commands to `app`; importing them here keeps the command list in one place.
 from irad.cli import (  # noqa: E402
+    baselines,
     classify,
     convergence,
     convert,
@@ -46,6 +47,7 @@ for _module in (
     classify,
     train,
     diffusion,
+    baselines,
     pairs,
     evaluate,
     convergence,

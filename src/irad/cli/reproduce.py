@@ -64,12 +64,21 @@ def reproduce(
     runs: Annotated[
         Path, typer.Option(help="Folder of the stage-1 runs t7-<task> for table7.")
     ] = Path("runs"),
+    stl_weights: Annotated[
+        str, typer.Option(help="STL dictionary for the STL rows (irad train-stl's run folder).")
+    ] = "cifar10",
+    nrp_weights: Annotated[
+        str, typer.Option(help="NRP purifier for the NRP rows (irad train-nrp's run folder).")
+    ] = "cifar10",
     overwrite: Annotated[
         bool,
         typer.Option(help="Replace the results of another configuration in --out (else refused)."),
     ] = False,
     list_tables: Annotated[bool, typer.Option("--list", help="List the tables.")] = False,
     progress: Progress = True,
+    quick: Annotated[
+        bool, typer.Option(help="With 'all': tiny sizes, a smoke test; the docs stay untouched.")
+    ] = False,
 ) -> None:
     """Reproduce one of the paper's tables in our protocol, with the paper's figures beside ours.
 
@@ -85,6 +94,11 @@ def reproduce(
     if list_tables or table is None:
         for name in table_names():
             typer.echo(f"{name}: {get_table(name).title}")
+        return
+    if table == "all":  # the analysis stage and the results page: irad.evaluate.results_page
+        from irad.evaluate.results_page import reproduce_all
+
+        typer.echo(reproduce_all(weights, model, out, quick, seed, data_dir, threads, device))
         return
     spec = get_table(table)
     if weights is None:
@@ -111,7 +125,7 @@ def reproduce(
         cache_dir=cache_dir,
         progress=progress,
         metadata={"command": "reproduce", "weights": str(weights), "model": model},
-        variables={"irad": irad_weights, "runs": str(runs)},
+        variables={"irad": irad_weights, "runs": str(runs), "stl": stl_weights, "nrp": nrp_weights},
     )
     if main:
         typer.echo(text)

@@ -15,9 +15,11 @@ from irad.defenses.chain import DefenseChain
 from irad.defenses.irad import IRAD, build_irad
 from irad.defenses.jpeg import JPEG, DifferentiableJPEG
 from irad.defenses.median import MedianFilter
+from irad.defenses.nrp import NRP
 from irad.defenses.randomization import Randomization
 from irad.defenses.reconstruction import ImplicitReconstruction, build_recons
 from irad.defenses.resampling import ImageResampling, ir_bil_si, ir_bil_sv, ir_nea_si, ir_nea_sv
+from irad.defenses.stl import STL
 from irad.errors import ConfigError
 from irad.registry import Registry, parse_spec
 
@@ -35,6 +37,9 @@ DEFENSES.register("jpeg", "jpeg-compression")(JPEG)
 DEFENSES.register("jpeg-diff", "jpeg-differentiable")(DifferentiableJPEG)
 DEFENSES.register("randomization", "random-resize-pad")(Randomization)
 DEFENSES.register("median", "median-filter")(MedianFilter)
+# Learned purifiers of Table 2: trained weights (irad train-stl / train-nrp), bundled when present.
+DEFENSES.register("stl", "sparse-coding")(STL)
+DEFENSES.register("nrp", "neural-representation-purifier")(NRP)
 # Implicit representation (Sec. 4): DISCO-style reconstruction and the full IRAD.
 DEFENSES.register("recons", "disco", "implicit-reconstruction")(build_recons)
 DEFENSES.register("irad")(build_irad)
@@ -90,6 +95,8 @@ __all__ = [
     "DEFENSES",
     "IRAD",
     "JPEG",
+    "NRP",
+    "STL",
     "BitDepthReduction",
     "DefendedClassifier",
     "Defense",

@@ -10,7 +10,6 @@ through the whole solver.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from torch import Tensor
@@ -54,26 +53,30 @@ class STL(Defense):
         lmbda: float | None = None,
     ) -> None:
         super().__init__()
-        self.coder: ConvSparseCoder = load_trained(ConvSparseCoder, checkpoint, "stl", TRAIN_COMMAND)
+        self.coder: ConvSparseCoder = load_trained(
+            ConvSparseCoder, checkpoint, "stl", TRAIN_COMMAND
+        )
         self.source = str(checkpoint) if not isinstance(checkpoint, ConvSparseCoder) else None
-        overrides: dict[str, Any] = {}
-        if iterations is not None:
-            overrides["iterations"] = check_positive_int(iterations, "iterations (FISTA steps)")
-        if lmbda is not None:
-            overrides["lmbda"] = check_positive(lmbda, "lmbda (sparsity weight λ)")
-        if overrides:  # a copy: the caller's coder keeps its settings
-            self.coder.config = dataclasses.replace(self.coder.config, **overrides)
+        c = self.coder.config
+        self.iterations = (
+            c.iterations
+            if iterations is None
+            else check_positive_int(iterations, "iterations (FISTA steps)")
+        )
+        self.lmbda = (
+            c.lmbda if lmbda is None else check_positive(lmbda, "lmbda (sparsity weight λ)")
+        )
 
     def purify(self, x: Tensor) -> Tensor:
-        return self.coder(x)
+        return self.coder(x, self.iterations, self.lmbda)
 
     def config(self) -> dict[str, Any]:
         c = self.coder.config
         return {
             "name": "stl",
             "checkpoint": self.source,
-            "iterations": c.iterations,
-            "lmbda": c.lmbda,
+            "iterations": self.iterations,
+            "lmbda": self.lmbda,
             "model": {
                 "preset": c.preset,
                 "atoms": c.atoms,

@@ -6,7 +6,8 @@ and writes ``comparison.md``: our SA / RA / Avg / cost beside the paper's figure
 Rows that need trained weights name them with placeholders, filled by :func:`run_table`'s
 ``variables``: ``{irad}`` is an IRAD checkpoint (default ``"cifar10"``, the bundled one;
 ``irad reproduce --irad-weights``) and ``{runs}`` a folder of stage-1 runs (Table 7, default
-``runs``; ``--runs``).
+``runs``; ``--runs``); ``{stl}`` and ``{nrp}`` are the STL dictionary and the NRP purifier
+(default ``"cifar10"``, the bundled ones; train them with ``irad train-stl`` / ``irad train-nrp``).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class TableSpec:
 
 
 #: Values of the placeholders in row specs (see the module docstring).
-DEFAULT_VARIABLES = {"irad": "cifar10", "runs": "runs"}
+DEFAULT_VARIABLES = {"irad": "cifar10", "runs": "runs", "stl": "cifar10", "nrp": "cifar10"}
 
 
 TABLES: Registry[TableSpec] = Registry("table")
@@ -106,6 +107,13 @@ _CLASSIC = (
     ("JPEG (quality 75)", "jpeg:quality=75", "jpeg"),
     ("Randomization (p=0.8)", "randomization:p=0.8", "randomization"),
     ("Median filter (3×3)", "median:kernel_size=3", "median"),
+)
+
+
+# The learned purifiers of Table 2 (weights from `irad train-nrp` / `irad train-stl`).
+_LEARNED = (
+    ("NRP (ours, cpu preset)", "nrp:checkpoint={nrp}", "nrp"),
+    ("STL (ours, cpu preset)", "stl:checkpoint={stl}", "stl"),
 )
 
 
@@ -139,7 +147,7 @@ _register(
         title="Table 3's baseline rows and naive resampling under BPDA (PGD-10, step 1/255)",
         threat="bpda",
         attacks=("bpda-pgd",),
-        rows=_rows(_NO_DEFENSE + _NAIVE_RESAMPLING + _CLASSIC, paper.TABLE3),
+        rows=_rows(_NO_DEFENSE + _NAIVE_RESAMPLING + _CLASSIC + _LEARNED, paper.TABLE3),
         notes=(
             "BPDA threat (Athalye et al. 2018), the paper's setting: PGD, 10 steps of 1/255, no "
             "random start, through defense + classifier with the defense's backward replaced by "
@@ -166,7 +174,7 @@ _register(
         title="Table 2 (CIFAR-10): classic defenses, DISCO-style and IRAD, oblivious AutoAttack",
         threat="oblivious",
         attacks=("autoattack",),
-        rows=_rows(_NO_DEFENSE + _CLASSIC + _IMPLICIT, paper.TABLE2),
+        rows=_rows(_NO_DEFENSE + _CLASSIC + _LEARNED + _IMPLICIT, paper.TABLE2),
         notes=_OBLIVIOUS_NOTE
         + " DISCO-style is our implicit representation queried at the unshifted grid (the "
         "paper's DISCO row used DISCO's released model).",
@@ -193,10 +201,11 @@ _register(
         title="Table 5 (rows DISCO, IRAD): full adaptive AutoAttack through defense + classifier",
         threat="adaptive",
         attacks=("autoattack",),
-        rows=_rows(_NO_DEFENSE + _IMPLICIT, paper.TABLE5),
+        rows=_rows(_NO_DEFENSE + _IMPLICIT + _LEARNED, paper.TABLE5),
         notes=(
             "Adaptive threat: AutoAttack (standard) differentiates through defense + classifier "
-            "(both defenses are deterministic and differentiable, so no BPDA or EOT is needed). "
+            "(every defense here is deterministic and differentiable, so no BPDA or EOT is "
+            "needed; STL's FISTA iterations are differentiated through). "
             "The CPU protocol runs it on the first 200 test images."
         ),
     )

@@ -49,10 +49,12 @@ Two paths compute the same function (``fast=True``, the default, or ``fast=False
   when the weights carry no gradient: on the pixel-centre grid (SampleNet's queries, RECONS,
   stage-1 queries) three of the four weights are about 2.5e-10 away from the last row and
   column, so about one term in four is computed; on the last row and column all four are kept
-  (the border rule). Pairs are processed in blocks of :data:`FAST_BLOCK` (sized for the L2
-  cache) through reused buffers when no gradient is recorded, and the first-layer projections
-  of at most :data:`PROJECTION_BUDGET` values are held at a time. Same outputs and gradients as
-  the reference path up to float rounding (``tests/test_fast_path.py``: 1e-6).
+  (the border rule). Pairs are processed in blocks of :data:`FAST_BLOCK` per thread (sized
+  for the L2 cache) through reused buffers when no gradient is recorded, and the first-layer
+  projections of at most :data:`PROJECTION_BUDGET` values are held at a time. The encoder runs
+  channels last with in-place ReLUs and additions (:class:`~irad.models.edsr.EDSR`). Same
+  outputs and gradients as the reference path up to float rounding
+  (``tests/test_fast_path.py``: 1e-6).
 """
 
 from __future__ import annotations
@@ -90,9 +92,12 @@ SKIPS = ("none", "bilinear")
 #: skipped query changes by at most 3 × 2.5e-10 × max |prediction| (and by at most
 #: 3 × SKIP_WEIGHT × max |prediction| anywhere): below 1e-6 for predictions up to 1,000.
 SKIP_WEIGHT = 1e-8
-#: Fast path: (query, neighbour) pairs per block; each activation buffer then holds
-#: ``FAST_BLOCK × hidden`` floats (1 MiB at hidden 256), so a block's two buffers and the
-#: weights stay in the 2 MiB L2 cache of a core (measured: ``docs/implicit.md``).
+#: Fast path: (query, neighbour) pairs per block and per intra-op thread (a block holds
+#: ``FAST_BLOCK × torch.get_num_threads()`` pairs; the GEMMs and element-wise ops split its rows
+#: across the threads). One thread's share of an activation buffer is then 4 MiB at hidden 256.
+#: Measured at the paper's sizes (docs/implicit.md): 1024-4096 are equally fast on one thread,
+#: 16384 is 10 % slower (cache); on a loaded machine every block's dozen OpenMP barriers cost
+#: time, so the largest block that keeps the single-thread speed is used.
 FAST_BLOCK = 4096
 #: Fast path: most first-layer projections (values) held at once; images are processed in
 #: groups that fit (16 images of 32 × 32 at hidden 256; one image at least).
@@ -302,7 +307,8 @@ def local_ensemble(
         - Output: ``(B, Q, out_dim)``.
     """
     if fast and isinstance(mlp, MLP):
-        block = FAST_BLOCK if chunk_size is None else max(1, min(FAST_BLOCK, 4 * chunk_size))
+        block = FAST_BLOCK * max(1, torch.get_num_threads())
+        block = block if chunk_size is None else max(1, min(block, 4 * chunk_size))
         return _fast_ensemble(field_, coord, cell, mlp, block=block, checkpoint=checkpoint)
     recompute = checkpoint and torch.is_grad_enabled()
 

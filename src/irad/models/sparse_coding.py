@@ -255,20 +255,26 @@ class ConvSparseCoder(nn.Module, Pretrained):
         """``(low, high)``: the Tikhonov low-pass and the detail that is coded."""
         return tikhonov_split(x, self.config.tikhonov, self.config.tikhonov_pad)
 
-    def encode(self, high: Tensor, iterations: int | None = None) -> Tensor:
-        """Sparse codes ``(B*C, K, H+k-1, W+k-1)`` of the detail ``(B, C, H, W)``."""
+    def encode(
+        self, high: Tensor, iterations: int | None = None, lmbda: float | None = None
+    ) -> Tensor:
+        """Sparse codes ``(B*C, K, H+k-1, W+k-1)`` of the detail ``(B, C, H, W)`` (``iterations``
+        and ``lmbda`` default to the config's)."""
         b, c, h, w = high.shape
         steps = self.config.iterations if iterations is None else iterations
-        return fista(high.reshape(b * c, 1, h, w), self.dictionary, self.config.lmbda, steps)
+        weight = self.config.lmbda if lmbda is None else lmbda
+        return fista(high.reshape(b * c, 1, h, w), self.dictionary, weight, steps)
 
     def decode(self, z: Tensor, channels: int = 3) -> Tensor:
         """Images ``(B, C, H, W)`` from the codes of :meth:`encode`."""
         out = synthesize(z, self.dictionary)
         return out.reshape(-1, channels, *out.shape[-2:])
 
-    def forward(self, x: Tensor, iterations: int | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, iterations: int | None = None, lmbda: float | None = None
+    ) -> Tensor:
         low, high = self.split(x)
-        return low + self.decode(self.encode(high, iterations), x.shape[1])
+        return low + self.decode(self.encode(high, iterations, lmbda), x.shape[1])
 
     def objective(self, high: Tensor, z: Tensor) -> Tensor:
         """The sparse-coding objective of codes ``z`` for the detail ``high``, per image."""
