@@ -44,8 +44,10 @@ from typing import Any
 PAPER = {"n_resblocks": 16, "n_feats": 64, "hidden": (256, 256, 256, 256)}
 
 
-def build_official(seed: int = 0) -> Any:
-    """Official-layout IRAD (own SampleNet encoder, unit input, normalised shifts), random."""
+def build_official(seed: int = 0, layout: str = "official") -> Any:
+    """Official-layout IRAD (own SampleNet encoder, unit input, normalised shifts), random;
+    ``layout="shared"``: irad's default layout instead (SampleNet reads the representation's
+    features, one encoder per image, shifts in pixels)."""
     import torch
 
     from irad.defenses import IRAD
@@ -56,17 +58,20 @@ def build_official(seed: int = 0) -> Any:
     torch.manual_seed(seed)
     enc = EDSRConfig(PAPER["n_resblocks"], PAPER["n_feats"])
     rep = ImplicitRepresentation(ImplicitConfig(enc, PAPER["hidden"]))
-    net = SampleNet(enc.n_feats, SampleNetConfig.official(PAPER["hidden"]), encoder=enc)
-    net.encoder.load_state_dict(rep.encoder.state_dict())  # the release's frozen copy
-    with torch.no_grad():
-        net.imnet.last.weight.normal_(0, 0.01)  # shifts of about 0.2 px on 32 x 32
+    if layout == "official":
+        net = SampleNet(enc.n_feats, SampleNetConfig.official(PAPER["hidden"]), encoder=enc)
+        net.encoder.load_state_dict(rep.encoder.state_dict())  # the release's frozen copy
+    else:
+        net = SampleNet(enc.n_feats, SampleNetConfig(hidden=PAPER["hidden"]))
+    with torch.no_grad():  # shifts of about 0.2 px on 32 x 32 (1 px is 1/16 normalised)
+        net.imnet.last.weight.normal_(0, 0.06 if layout == "official" else 0.6)
     model = IRAD(rep, net, preset=None)
-    model.preset = "official"
+    model.preset = layout
     return model.eval()
 
 
-def macs_per_image(h: int, w: int, path: str) -> float:
-    """Useful multiply-adds of one h × w image through the official-layout IRAD."""
+def macs_per_image(h: int, w: int, path: str, layout: str = "official") -> float:
+    """Useful multiply-adds of one h × w image through IRAD (the paper's sizes)."""
     c, hidden = PAPER["n_feats"], PAPER["hidden"]
     encoder = 3 * c * 9 + (2 * PAPER["n_resblocks"] + 1) * c * c * 9
     tail = sum(a * b for a, b in itertools.pairwise(hidden))
@@ -82,7 +87,8 @@ def macs_per_image(h: int, w: int, path: str) -> float:
         border = h + w - 1
         mlps = 2 * pixels * first_feat + 4 * pixels * per_pair(3, False)
         mlps += (pixels + 3 * border) * per_pair(2, False)
-    return float(2 * encoder * pixels + mlps)
+    encoders = 2 if layout == "official" else 1
+    return float(encoders * encoder * pixels + mlps)
 
 
 def matmul_gflops(n: int = 2048, reps: int = 3) -> float:
@@ -105,19 +111,21 @@ def _summary(values: list[float]) -> dict[str, float]:
 def speed(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    model = build_official()
-    results: dict[str, Any] = {}
+    model = build_official(layout=args.layout)
+    results: dict[str, Any] = {"layout": args.layout}
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         model(torch.rand(2, 3, 32, 32, generator=gen))  # warm-up
         shift = float(model.shifts(torch.rand(4, 3, 32, 32, generator=gen)).abs().mean())
     results["mean_abs_shift_px"] = shift
+    print(f"layout {args.layout}, mean |shift| {shift:.2f} px")
     modes = {"reference": (False, "float32"), "fast": (True, "float32")}
     if not args.no_bf16:
         modes["fast_bf16"] = (True, "bfloat16")
     for batch in args.batches:
         x = torch.rand(batch, 3, 32, 32, generator=gen)
         times: dict[str, list[float]] = {m: [] for m in modes}
+        encoders: list[float] = []  # the fast path's encoder passes alone: its floor
         matmul: list[float] = []
         diffs: dict[str, float] = {}
         with torch.no_grad():
@@ -128,17 +136,26 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
                     started = time.perf_counter()
                     outs[name] = model(x)
                     times[name].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                model.representation.encode(x)
+                if model.samplenet.has_encoder:
+                    model.samplenet.encode(x)
+                encoders.append(1000 * (time.perf_counter() - started) / batch)
                 if r == 0:
                     for name in modes:
                         if name != "reference":
                             diffs[name] = float((outs[name] - outs["reference"]).abs().max())
                 matmul.append(matmul_gflops())
-        row: dict[str, Any] = {"matmul_gflops": _summary(matmul), "max_abs_diff": diffs}
+        row: dict[str, Any] = {
+            "matmul_gflops": _summary(matmul),
+            "max_abs_diff": diffs,
+            "fast_encoders_ms_per_image": _summary(encoders),
+        }
         for name, path in (("reference", "reference"), ("fast", "fast"), ("fast_bf16", "fast")):
             if name not in times:
                 continue
             per_img = [1000 * t / batch for t in times[name]]
-            flops = macs_per_image(32, 32, path) * 2 / 1e9
+            flops = macs_per_image(32, 32, path, args.layout) * 2 / 1e9
             row[name] = {
                 "ms_per_image": _summary(per_img),
                 "gflops": _summary([flops * 1000 / t for t in per_img]),
@@ -167,6 +184,8 @@ def _print_speed(batch: int, row: dict[str, Any]) -> None:
         if key.startswith("ratio_"):
             print(f"  {key}: median {value['median']:.2f} (range {value['min']:.2f}-"
                   f"{value['max']:.2f})")  # fmt: skip
+    enc = row["fast_encoders_ms_per_image"]
+    print(f"  the fast path's encoder passes alone: {enc['median']:.1f} ms/img")
     print(f"  max |output - reference|: {row['max_abs_diff']}")
 
 
@@ -298,6 +317,12 @@ def training(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--layout",
+        choices=("official", "shared"),
+        default="official",
+        help="official: SampleNet's own encoder (two encoder passes); shared: irad's default",
+    )
     parser.add_argument("--batches", default="16,100", help="comma-separated batch sizes")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--train-steps", type=int, default=3)
@@ -316,6 +341,7 @@ def main() -> None:
     sections = args.only or ["speed", "memory", "training"]
     report: dict[str, Any] = {
         "threads": args.threads,
+        "layout": args.layout,
         "torch": torch.__version__,
         "load_average_start": os.getloadavg(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),

@@ -346,3 +346,23 @@ def test_bfloat16_precision_states_its_difference():
     diff = (low - exact).abs()
     assert 0 < float(diff.max()) < 0.05
     assert float(diff.mean()) < 2e-3
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_bfloat16_runs_on_every_path(fast):
+    model = irad_model(8)
+    model.fast = fast
+    x = torch.rand(2, 3, 6, 7)
+    points = make_grid(6, 7).view(-1, 2)[:5].expand(2, -1, -1)  # sparse: the gather path
+    rep = model.representation
+    with torch.no_grad():
+        exact = model(x)
+        model.precision = "bfloat16"
+        low = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            sparse = rep.query(rep.field(x, fast=fast), points, fast=fast)
+    assert low.dtype == torch.float32 and torch.isfinite(low).all()
+    assert float((low - exact).abs().max()) < 0.1
+    with torch.no_grad():
+        exact_sparse = rep.query(rep.field(x), points)
+    torch.testing.assert_close(sparse.float(), exact_sparse, atol=0.1, rtol=0)

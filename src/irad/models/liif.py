@@ -181,7 +181,10 @@ class MLP(nn.Module):
         w_feat = w[:, :n_feat].reshape(-1, channels, 9).transpose(1, 2).reshape(-1, n_feat)
         lead = feat.shape[:-1]
         h = F.linear(extra, w[:, n_feat:], first.bias).reshape(-1, w.shape[0])
-        h = h.addmm_(feat.reshape(-1, n_feat), w_feat.t()).view(*lead, -1)
+        if torch.is_autocast_enabled(h.device.type):  # autocast does not cover addmm_
+            h = torch.addmm(h, feat.reshape(-1, n_feat), w_feat.t()).view(*lead, -1)
+        else:
+            h = h.addmm_(feat.reshape(-1, n_feat), w_feat.t()).view(*lead, -1)
         return self.layers[1:](h)
 
 
@@ -590,7 +593,8 @@ def _block(
     else:  # the first layer on the gathered unfolded features
         if pre is None:
             pre = field_.unfolded_rows(index[0], index[1], index[2])
-        h = torch.addmm(first.bias, pre, w_feat.t()).addmm_(extra, w_extra.t())
+        # out of place: autocast (bfloat16) does not cover in-place addmm_
+        h = torch.addmm(torch.addmm(first.bias, pre, w_feat.t()), extra, w_extra.t())
     h = h.relu_()  # in place: addmm's backward needs its inputs only
     for lin in linears[1:-1]:
         h = F.linear(h, lin.weight, lin.bias).relu_()
