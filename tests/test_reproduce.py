@@ -149,3 +149,21 @@ def test_table13_gives_sa_ra_avg_per_attack_and_the_worst_case(tmp_path) -> None
         worst = next(ln for ln in lines if ln.startswith(f"| {label} | **worst case** |"))
         assert f"| {result.ra(label).percent:.2f} [" in worst
     assert "torchattacks' defaults" in text and "DiffPure (t = 100)" in text
+
+
+def test_rows_without_trained_weights_are_skipped_not_fatal(tmp_path) -> None:
+    import pytest
+
+    from irad.errors import MissingWeights
+    from irad.evaluate.reproduce import get_table
+
+    spec = get_table("table2")
+    missing = {"stl": str(tmp_path / "no-stl"), "nrp": str(tmp_path / "no-nrp")}
+    with pytest.raises(MissingWeights, match="irad train-"):
+        spec.build_defenses(missing)
+    skipped: dict[str, str] = {}
+    with pytest.warns(UserWarning, match="not run"):
+        built = spec.build_defenses(missing, skipped)
+    assert set(skipped) == {"NRP (ours, cpu preset)", "STL (ours, cpu preset)"}
+    assert set(built) == {r.label for r in spec.rows} - set(skipped)
+    assert all("irad train-" in reason for reason in skipped.values())

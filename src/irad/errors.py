@@ -32,3 +32,8 @@ class DataError(IradError, OSError):
 
 class CheckpointError(IradError, OSError):
     """A checkpoint is missing, corrupt, or does not fit the model it is loaded into."""
+
+
+class MissingWeights(CheckpointError):
+    """A learned defense has no trained weights yet (none bundled, none passed); the message
+    names the command that trains them."""

@@ -13,14 +13,14 @@ from typing import Any
 from torch import nn
 
 from irad.checkpoint import resolve
-from irad.errors import CheckpointError, InputError
+from irad.errors import CheckpointError, InputError, MissingWeights
 
 
 def load_trained(model_cls: Any, spec: Any, defense: str, train_command: str) -> nn.Module:
     """``spec`` as a ``model_cls`` (returned as it is when it is one already), frozen, in eval.
 
     Raises:
-        CheckpointError: nothing found; the message names the train command.
+        MissingWeights: nothing found; the message names the train command.
         InputError: ``spec`` is neither a model nor a path or name.
     """
     if isinstance(spec, model_cls):
@@ -29,7 +29,7 @@ def load_trained(model_cls: Any, spec: Any, defense: str, train_command: str) ->
         try:
             resolve(spec, model_cls.checkpoint_kind)
         except CheckpointError as err:
-            raise CheckpointError(
+            raise MissingWeights(
                 f"no {defense} weights at {str(spec)!r} ({err}). Train them with "
                 f"`{train_command} --out runs/{defense}-cpu` (see docs/defenses.md), then pass "
                 f"--defense {defense}:checkpoint=runs/{defense}-cpu (Python: "

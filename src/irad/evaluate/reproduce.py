@@ -12,6 +12,8 @@ Rows that need trained weights name them with placeholders, filled by :func:`run
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from irad.defenses import Defense, build_defense_spec
+from irad.errors import MissingWeights
 from irad.evaluate import paper
 from irad.evaluate.config import EvaluationConfig, protocol_config
 from irad.evaluate.harness import evaluate_defenses
@@ -74,12 +77,25 @@ class TableSpec:
     #: ``"attack-bars"``: also draw the paper's Fig. 4 (RA per attack, ours and the paper's).
     figure: str | None = None
 
-    def build_defenses(self, variables: dict[str, str] | None = None) -> dict[str, Defense]:
-        """The rows' defenses, with ``{irad}`` / ``{runs}`` in their specs filled in."""
+    def build_defenses(
+        self, variables: dict[str, str] | None = None, skipped: dict[str, str] | None = None
+    ) -> dict[str, Defense]:
+        """The rows' defenses, with ``{irad}`` / ``{runs}`` in their specs filled in.
+
+        A row whose learned defense has no weights yet (:class:`~irad.errors.MissingWeights`) is
+        left out with a warning and its reason recorded in ``skipped`` (when given), so that the
+        rest of the table still runs; without ``skipped`` the error is raised.
+        """
         values = {**DEFAULT_VARIABLES, **(variables or {})}
         out: dict[str, Defense] = {}
         for row in self.rows:
-            out[row.label] = build_defense_spec(row.defense.format(**values))
+            try:
+                out[row.label] = build_defense_spec(row.defense.format(**values))
+            except MissingWeights as err:
+                if skipped is None:
+                    raise
+                skipped[row.label] = str(err)
+                warnings.warn(f"{self.name}: row {row.label!r} not run: {err}", stacklevel=2)
         return out
 
 
@@ -619,8 +635,22 @@ def get_table(name: str) -> TableSpec:
     return TABLES.build(name)
 
 
-def comparison_markdown(spec: TableSpec, result: EvaluationResult) -> str:
-    """Our figures beside the paper's, in the paper's layout."""
+def comparison_markdown(
+    spec: TableSpec, result: EvaluationResult, skipped: dict[str, str] | None = None
+) -> str:
+    """Our figures beside the paper's, in the paper's layout; rows in ``skipped`` (label ->
+    reason) are listed as not run."""
+    if skipped:
+        spec = dataclasses.replace(spec, rows=tuple(r for r in spec.rows if r.label not in skipped))
+    text = _comparison_markdown(spec, result)
+    if skipped:
+        text += "\nNot run (no weights yet):\n\n" + "".join(
+            f"- {label}: {reason}\n" for label, reason in skipped.items()
+        )
+    return text
+
+
+def _comparison_markdown(spec: TableSpec, result: EvaluationResult) -> str:
     if spec.layout == "attacks":
         return _attack_rows_markdown(spec, result)
     if spec.table_attacks:
@@ -689,8 +719,9 @@ def run_table(
     take = out_dir is not None and main
     lock = RunLock(out_dir, purpose=f"irad reproduce {name}") if take else None
     with lock if lock is not None else nullcontext():
+        skipped: dict[str, str] = {}
         result = evaluate_defenses(
-            spec.build_defenses(variables),
+            spec.build_defenses(variables, skipped),
             classifier,
             dataset,
             list(spec.attacks),
@@ -701,7 +732,7 @@ def run_table(
             progress=progress,
             metadata={"table": name, "variables": variables or {}, **(metadata or {})},
         )
-        text = comparison_markdown(spec, result)
+        text = comparison_markdown(spec, result, skipped)
         if out_dir is not None and main:
             atomic_write_text(Path(out_dir) / "comparison.md", text)
             if spec.figure == "attack-bars":
