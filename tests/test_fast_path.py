@@ -166,6 +166,38 @@ def test_irad_equals_the_reference_with_shifts_that_leave_the_image(layout, size
     assert model.reconstruction().fast  # the switch follows into the DISCO-style defense
 
 
+@pytest.mark.parametrize("copy", [True, False])
+def test_official_encoders_batched_into_one_call_equal_the_reference(copy, monkeypatch):
+    # With several threads and SampleNet's encoder an exact copy (the release), both encoder
+    # passes run as one call; a SampleNet encoder with other weights runs on its own.
+    model = irad_model(9, layout="official").eval()
+    if not copy:
+        with torch.no_grad():
+            model.samplenet.encoder.head[0].bias.add_(0.1)
+    assert model._identical_encoders() is copy
+    calls = []
+    real = EDSR.forward
+
+    def counting(self, x, *, fast=False):
+        calls.append(x.shape[0])
+        return real(self, x, fast=fast)
+
+    monkeypatch.setattr(EDSR, "forward", counting)
+    x = torch.rand(3, 3, 6, 5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with torch.no_grad():
+            model.fast = True
+            fast = model(x)
+            assert calls == ([6] if copy else [3, 3])
+            model.fast = False
+            ref = model(x)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(fast, ref, **TOL)
+
+
 def test_recons_with_a_naive_sampler_equals_the_reference():
     rep = representation(3)
     x = torch.rand(2, 3, 8, 5)

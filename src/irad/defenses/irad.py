@@ -146,12 +146,45 @@ class IRAD(ImplicitDefense):
         return out
 
     def _features(self, x: Tensor) -> tuple[FeatureField, FeatureField]:
-        field_ = self.representation.field(x, fast=self.fast)
         if self.samplenet.config.shared_encoder:
+            field_ = self.representation.field(x, fast=self.fast)
             return field_, field_
         # The official layout: SampleNet's own encoder copy, fed x in [0, 1] while the
         # representation's sees (x - 0.5) / 0.5, so the two passes cannot be shared.
+        if self.fast and torch.get_num_threads() > 1 and self._identical_encoders():
+            return self._batched_features(x)
+        field_ = self.representation.field(x, fast=self.fast)
         return field_, FeatureField(self.samplenet.encode(x, fast=self.fast))
+
+    def _batched_features(self, x: Tensor) -> tuple[FeatureField, FeatureField]:
+        """Both encoder passes as one call of twice the batch (same weights, same values).
+
+        Half the parallel regions of two calls, which is what costs time when the threads
+        share busy cores (measured: 1.6x faster encoders at 2 threads next to a training job;
+        on one thread two calls are about 10 % faster, so this is used with several threads).
+        """
+        rep = self.representation
+        image = (x - 0.5) / 0.5
+        both = rep.encoder(torch.cat([image, self.samplenet.encoder_input(x)]), fast=True)
+        feat, feat_s = both.split(x.shape[0])
+        # what rep.field(x) builds: the image rides along for a decoder with a bilinear skip
+        field_ = FeatureField(feat, image=image if rep.config.skip != "none" else None)
+        return field_, FeatureField(feat_s)
+
+    def _identical_encoders(self) -> bool:
+        """Whether SampleNet's encoder holds the representation's weights (the release's frozen
+        copy); cached on the parameters' storage and version counters."""
+        mine = list(self.representation.encoder.parameters())
+        theirs = list(self.samplenet.encoder.parameters())
+        if len(mine) != len(theirs):
+            return False
+        pairs = list(zip(mine, theirs, strict=True))
+        key = tuple((a.data_ptr(), a._version, b.data_ptr(), b._version) for a, b in pairs)
+        cached = getattr(self, "_identical_key", None)
+        if cached is None or cached[0] != key:
+            same = all(a.shape == b.shape and torch.equal(a, b) for a, b in pairs)
+            self._identical_key = (key, same)
+        return self._identical_key[1]
 
     def _grid(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """LIIF's normalised pixel-centre grid and cell, ``(B, H W, 2)`` each."""

@@ -175,8 +175,11 @@ class SampleNet(nn.Module):
         ``fast``: the encoder's fast forward (:class:`~irad.models.edsr.EDSR`)."""
         if not self.has_encoder:
             raise ConfigError("this SampleNet shares the representation's encoder; it has none")
-        inp = x if self.config.encoder_input == "unit" else (x - 0.5) / 0.5
-        return self.encoder(inp, fast=fast)
+        return self.encoder(self.encoder_input(x), fast=fast)
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        """What its own encoder is fed: ``x`` (``"unit"``) or ``(x - 0.5) / 0.5``."""
+        return x if self.config.encoder_input == "unit" else (x - 0.5) / 0.5
 
     def forward(
         self,
