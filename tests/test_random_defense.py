@@ -93,6 +93,11 @@ def test_convergence_study_on_a_tiny_random_defense() -> None:
     assert study.sa["n"] == 12
     assert "PGD steps" in study.to_markdown()
     assert set(study.levelled_off()) == {"steps", "eot"}
+    single = convergence_study(
+        Identity(), clf, x, y, steps=(2,), eot=(1,), fixed_eot=1, fixed_steps=2, score_seeds=(1,)
+    )
+    assert single.levelled_off() == {"steps": None, "eot": None}
+    assert "not tested (one point)" in single.to_markdown()
 
 
 def test_redrawn_restores_a_seeded_defense_generator() -> None:

@@ -165,10 +165,11 @@ class ConvergenceStudy:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def levelled_off(self, tolerance: float = 5.0) -> dict[str, bool]:
+    def levelled_off(self, tolerance: float = 5.0) -> dict[str, bool | None]:
         """Whether the last two points of each curve differ by at most ``tolerance`` points of
-        worst-case RA (a curve that still falls means a stronger attack is needed)."""
-        out = {}
+        worst-case RA (a curve that still falls means a stronger attack is needed); ``None`` for
+        a curve with fewer than two points (nothing tested)."""
+        out: dict[str, bool | None] = {}
         for axis, fixed in (("steps", "eot"), ("eot", "steps")):
             value = self.settings[f"fixed_{fixed}"]
             curve = sorted(
@@ -176,7 +177,7 @@ class ConvergenceStudy:
                 for p in self.points
                 if getattr(p, fixed) == value
             )
-            out[axis] = len(curve) >= 2 and abs(curve[-1][1] - curve[-2][1]) <= tolerance
+            out[axis] = None if len(curve) < 2 else abs(curve[-1][1] - curve[-2][1]) <= tolerance
         return out
 
     def to_markdown(self) -> str:
@@ -193,7 +194,10 @@ class ConvergenceStudy:
                 f"| {p.steps} | {p.eot} | {p.ra['mean']:.1f} ± {p.ra['std']:.1f} | "
                 f"{p.ra['worst_case']:.1f} | [{lo:.1f}, {hi:.1f}] | {p.seconds:.0f} |"
             )
-        flat = self.levelled_off()
+        flat = {
+            k: "not tested (one point)" if v is None else str(v)
+            for k, v in self.levelled_off().items()
+        }
         lines += [
             "",
             f"levelled off (last two points within 5 points): steps {flat['steps']}, "
