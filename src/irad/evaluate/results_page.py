@@ -190,6 +190,19 @@ SUMMARY_ROWS: tuple[SummaryRow, ...] = (
         "**IRAD**", ("86.8", "91.70"), ("68.0", "89.72"), (NOT_MEASURED, "–"),
         ("0.0 (AutoAttack, n = 200)", "0.00"), "Tables 2, 5",
     ),
+    SummaryRow(
+        "DiffPure (t = 20, 4 reverse steps; random)", ("90.6", "93.66"), (NOT_MEASURED, "–"),
+        (NOT_MEASURED, "–"), ("0.0 (EOT-PGD-10, n = 64)", "8.01"), "Diffusion, Table 5",
+    ),
+    SummaryRow(
+        "DiffPure (t = 100, 20 reverse steps; random)", ("65.5", "89.73"), (NOT_MEASURED, "–"),
+        (NOT_MEASURED, "–"), (NOT_MEASURED, "75.12"), "Diffusion",
+    ),
+    SummaryRow(
+        "IRAD+DiffPure (t = 20, 4 reverse steps; random)", ("87.5 (n = 64)", "93.42"),
+        (NOT_MEASURED, "–"), (NOT_MEASURED, "–"), ("0.0 (EOT-PGD-10, n = 64)", "74.05"),
+        "Diffusion, Table 5",
+    ),
 )  # fmt: skip
 
 
