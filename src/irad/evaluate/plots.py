@@ -42,6 +42,7 @@ def plot_convergence(study: dict[str, Any], prefix: str | Path) -> list[Path]:
         ax.plot(xs, worst, marker="s", linestyle="--", label="RA, worst case over draws")
         ax.axhline(study["sa"]["mean"], color="grey", linewidth=0.8, label="SA")
         ax.set_xscale("log")
+        ax.minorticks_off()  # log-scale minor labels ("6 x 10^0") say nothing here
         ax.set_xticks(xs)
         ax.set_xticklabels([str(v) for v in xs])
         ax.set_xlabel("PGD steps" if axis == "steps" else "EOT samples per gradient")
