@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -115,24 +116,28 @@ def main() -> None:
         print(json.dumps(attack_step_memory(diffusion, flag == "1", int(t), args.memory_batch)))
         return
     result = timing(args)
+    print(json.dumps(result, indent=2), flush=True)  # the timings survive a failed memory run
     result["attack_step_memory"] = []
     for flag in ("1", "0"):
+        cmd = [sys.executable, __file__, "--_memory", args.diffusion, flag, "100"]
         out = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--_memory",
-                args.diffusion,
-                flag,
-                "100",
-                "--memory-batch",
-                str(args.memory_batch),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
+            [*cmd, "--memory-batch", str(args.memory_batch)], capture_output=True, text=True
         )
-        result["attack_step_memory"].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        if out.returncode == 0:
+            result["attack_step_memory"].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        else:  # e.g. SIGKILL from the kernel's out-of-memory killer
+            result["attack_step_memory"].append(
+                {
+                    "checkpointing": flag == "1",
+                    "t": 100,
+                    "batch": args.memory_batch,
+                    "failed": f"exit code {out.returncode}"
+                    + (" (killed: out of memory)" if out.returncode == -9 else ""),
+                    "memory_total_mib": round(
+                        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+                    ),
+                }
+            )
     result["settings"] = {k: v for k, v in vars(args).items() if not k.startswith("_")}
     from irad.utils.env import environment_info
 
