@@ -102,7 +102,8 @@ def run_demo(
         classifier, weights: classifier and IRAD checkpoints (``"cifar10"``: the bundled ones).
         adaptive: also run the adaptive attack through each defense.
         diffusion: a diffusion checkpoint (``"cifar10"``: the bundled one) to add the rows
-            DiffPure and IRAD+DiffPure at ``diffusion_t``; ``None``: no diffusion rows. Both are
+            DiffPure and IRAD+DiffPure at ``diffusion_t`` (reverse chain of ``t // 5`` steps, the
+            CPU protocol's); ``None``: no diffusion rows. Both are
             random: the adaptive attack averages ``eot_samples`` draws per gradient, and SA and
             RA are scored over 3 fresh draws.
         log: called with one line before the work starts (e.g. ``print``), or None.
@@ -128,11 +129,13 @@ def run_demo(
         # batch and per draw, so a resumed run redraws the same noise.
         from irad.defenses import build_defense
 
+        # The CPU protocol's respaced reverse chain: t / 5 steps (docs/diffusion.md).
+        steps = max(1, diffusion_t // 5)
         defenses[f"DiffPure (t={diffusion_t})"] = build_defense(
-            "diffpure", model=diffusion, t=diffusion_t
+            "diffpure", model=diffusion, t=diffusion_t, reverse_steps=steps
         )
         defenses[f"IRAD+DiffPure (t={diffusion_t})"] = build_defense(
-            "irad+diffpure", t=diffusion_t, diffusion=diffusion, irad=irad
+            "irad+diffpure", t=diffusion_t, diffusion=diffusion, irad=irad, reverse_steps=steps
         )
     config = EvaluationConfig(
         n=n,
