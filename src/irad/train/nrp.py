@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from irad.checks import check_batch_size, check_float, check_int, check_positive
-from irad.data import RandomCropFlip, iterate_batches, num_batches
+from irad.data import RandomCropFlip, dataset_record, iterate_batches, num_batches
 from irad.errors import ConfigError, InputError
 from irad.models.nrp import Purifier
 from irad.train.config import TrainConfig
@@ -263,8 +263,6 @@ class NRPObjective:
         return self.model.checkpoint_config()
 
     def objective_config(self) -> dict[str, Any]:
-        data = self.train_set
-        fingerprint = getattr(data, "fingerprint", None)
         extractor = self.features.network
         return {
             "objective": "nrp",
@@ -284,12 +282,7 @@ class NRPObjective:
             },
             "augment": self.augment is not None,
             "batch_size": self.batch_size,
-            "train_set": {
-                "name": getattr(data, "name", type(data).__name__),
-                "description": getattr(data, "description", None),
-                "size": len(data),
-                "fingerprint": fingerprint() if callable(fingerprint) else None,
-            },
+            "train_set": dataset_record(self.train_set),
         }
 
     def save_model(self, prefix: str | Path) -> Path:

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from irad.checks import check_batch_size, check_int
-from irad.data import iterate_batches, num_batches
+from irad.data import dataset_record, iterate_batches, num_batches
 from irad.errors import ConfigError, InputError
 from irad.models.sparse_coding import ConvSparseCoder
 from irad.train.config import TrainConfig
@@ -158,19 +158,12 @@ class DictionaryObjective:
         return self.model.checkpoint_config()
 
     def objective_config(self) -> dict[str, Any]:
-        data = self.train_set
-        fingerprint = getattr(data, "fingerprint", None)
         return {
             "objective": "stl-dictionary",
             "loss": "convolutional_bpdn",
             "crop": self.crop,
             "batch_size": self.batch_size,
-            "train_set": {
-                "name": getattr(data, "name", type(data).__name__),
-                "description": getattr(data, "description", None),
-                "size": len(data),
-                "fingerprint": fingerprint() if callable(fingerprint) else None,
-            },
+            "train_set": dataset_record(self.train_set),
         }
 
     def save_model(self, prefix: str | Path) -> Path:
