@@ -186,6 +186,29 @@ class TrainConfig:
         return 0.25 if self.schedule == "onecycle" else 0.0
 
 
+def preset_settings(table: Mapping[str, dict[str, Any]], preset: str, kind: str) -> dict[str, Any]:
+    """The settings of ``preset`` in a preset ``table`` (case-insensitive), or a clear error.
+
+    Example:
+        >>> preset_settings({"cpu": {"epochs": 3}}, "CPU", "diffusion")
+        {'epochs': 3}
+    """
+    key = str(preset).strip().lower()
+    if key not in table:
+        raise ConfigError(f"unknown {kind} preset {preset!r}; known: {', '.join(table)}")
+    return table[key]
+
+
+#: What the Adam-trained presets (diffusion, STL, NRP) share; each adds epochs, batch, lr.
+ADAM_COSINE: dict[str, Any] = {
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "betas": (0.9, 0.999),
+    "schedule": "cosine",
+    "warmup": 0.0,
+}
+
+
 # -- optimizers -------------------------------------------------------------------------------
 
 

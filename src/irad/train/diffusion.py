@@ -27,7 +27,7 @@ from irad.checks import check_batch_size
 from irad.data import RandomCropFlip, dataset_record, iterate_batches, num_batches
 from irad.errors import ConfigError, InputError
 from irad.models.diffusion import DiffusionModel
-from irad.train.config import TrainConfig
+from irad.train.config import ADAM_COSINE, TrainConfig, preset_settings
 
 
 class _ModelWithEMA(nn.Module):
@@ -229,22 +229,10 @@ def diffusion_train_config(
         >>> config.epochs, config.batch_size, config.optimizer, ema
         (2, 64, 'adam', 0.999)
     """
-    key = preset.strip().lower()
-    if key not in DIFFUSION_TRAINING:
-        raise ConfigError(
-            f"unknown diffusion preset {preset!r}; known: {', '.join(DIFFUSION_TRAINING)}"
-        )
-    settings = DIFFUSION_TRAINING[key]
-    config = TrainConfig(
-        epochs=epochs or settings["epochs"],
-        batch_size=batch_size or settings["batch_size"],
-        lr=lr or settings["lr"],
-        optimizer="adam",
-        weight_decay=0.0,
-        betas=(0.9, 0.999),
-        schedule="cosine",
-        warmup=settings["warmup"],
-        **train,
+    settings = preset_settings(DIFFUSION_TRAINING, preset, "diffusion")
+    defaults = {**ADAM_COSINE, **{k: settings[k] for k in ("epochs", "batch_size", "lr", "warmup")}}
+    config = TrainConfig.from_options(
+        defaults, epochs=epochs, batch_size=batch_size, lr=lr, **train
     )
     return config, settings["ema_decay"] if ema_decay is None else float(ema_decay)
 

@@ -28,7 +28,7 @@ from irad.checks import check_batch_size, check_float, check_int, check_positive
 from irad.data import RandomCropFlip, dataset_record, iterate_batches, num_batches
 from irad.errors import ConfigError, InputError
 from irad.models.nrp import Purifier
-from irad.train.config import TrainConfig
+from irad.train.config import ADAM_COSINE, TrainConfig, preset_settings
 
 
 class LayerFeatures(nn.Module):
@@ -322,18 +322,9 @@ def nrp_train_config(
         >>> config.batch_size, config.optimizer, ssp["ssp_steps"]
         (32, 'adam', 3)
     """
-    key = str(preset).strip().lower()
-    if key not in NRP_TRAINING:
-        raise ConfigError(f"unknown NRP preset {preset!r}; known: {', '.join(NRP_TRAINING)}")
-    s = NRP_TRAINING[key]
-    config = TrainConfig(
-        epochs=epochs or s["epochs"],
-        batch_size=batch_size or s["batch_size"],
-        lr=lr or s["lr"],
-        optimizer="adam",
-        weight_decay=0.0,
-        schedule="cosine",
-        warmup=0.0,
-        **train,
+    s = preset_settings(NRP_TRAINING, preset, "NRP")
+    defaults = {**ADAM_COSINE, **{k: s[k] for k in ("epochs", "batch_size", "lr")}}
+    config = TrainConfig.from_options(
+        defaults, epochs=epochs, batch_size=batch_size, lr=lr, **train
     )
     return config, {"ssp_steps": s["ssp_steps"], "ssp_step_size": s["ssp_step_size"]}

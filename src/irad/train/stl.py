@@ -25,9 +25,9 @@ from torch import Tensor
 
 from irad.checks import check_batch_size, check_int
 from irad.data import dataset_record, iterate_batches, num_batches
-from irad.errors import ConfigError, InputError
+from irad.errors import InputError
 from irad.models.sparse_coding import ConvSparseCoder
-from irad.train.config import TrainConfig
+from irad.train.config import ADAM_COSINE, TrainConfig, preset_settings
 
 
 def _random_crops(x: Tensor, size: int, generator: torch.Generator) -> Tensor:
@@ -197,18 +197,9 @@ def stl_train_config(
         >>> config.batch_size, config.optimizer, crop
         (32, 'adam', 16)
     """
-    key = str(preset).strip().lower()
-    if key not in STL_TRAINING:
-        raise ConfigError(f"unknown STL preset {preset!r}; known: {', '.join(STL_TRAINING)}")
-    s = STL_TRAINING[key]
-    config = TrainConfig(
-        epochs=epochs or s["epochs"],
-        batch_size=batch_size or s["batch_size"],
-        lr=lr or s["lr"],
-        optimizer="adam",
-        weight_decay=0.0,
-        schedule="cosine",
-        warmup=0.0,
-        **train,
+    s = preset_settings(STL_TRAINING, preset, "STL")
+    defaults = {**ADAM_COSINE, **{k: s[k] for k in ("epochs", "batch_size", "lr")}}
+    config = TrainConfig.from_options(
+        defaults, epochs=epochs, batch_size=batch_size, lr=lr, **train
     )
     return config, s["crop"] if crop is None else crop
