@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from irad.evaluate.results_page import (
     BEGIN,
@@ -165,50 +164,12 @@ def test_analysis_section_from_a_record():
 
 
 @pytest.mark.slow
-def test_reproduce_all_quick_smoke(tmp_path):
-    """``irad reproduce all --quick``'s analysis stage on tiny models and data."""
-    from irad.data import ImageDataset
-    from irad.defenses import IRAD
-    from irad.evaluate.results_page import reproduce_analysis
-    from irad.models import build_classifier
-    from irad.models.edsr import EDSRConfig
-    from irad.models.liif import ImplicitConfig, ImplicitRepresentation
-    from irad.models.samplenet import SampleNetConfig
-
-    torch.manual_seed(0)
-    rep = ImplicitRepresentation(ImplicitConfig(EDSRConfig(n_resblocks=1, n_feats=4), (8, 8)))
-    IRAD(rep, preset=None, samplenet_config=SampleNetConfig(hidden=(8, 8))).save_pretrained(
-        tmp_path / "irad"
-    )
-    x = torch.randint(0, 256, (10, 32, 32, 3), dtype=torch.uint8)
-    data = ImageDataset(x, torch.arange(10) % 2, ["a", "b"], "tiny")
-    clf = build_classifier("resnet20", num_classes=2).eval()
-    ckpt = tmp_path / "irad"
-    defenses = (f"recons:checkpoint={ckpt}", f"irad:checkpoint={ckpt}")
-    out = tmp_path / "run"
-    done = reproduce_analysis(
-        clf, data, out, quick=True, defenses=defenses, attack="pgd:steps=1", command="irad ..."
-    )
-    assert done["seconds"] >= 0
-    page = (out / "results.md").read_text()
-    assert "RECONS(Adv)" in page and "| **IRAD** |" in page and "## Analysis" in page
-    assert done["figures"] and all(Path(p).is_file() for p in done["figures"])
-    # a second run reuses the finished parts and leaves the page as it is
-    same = {"quick": True, "defenses": defenses, "attack": "pgd:steps=1", "command": "irad ..."}
-    stamp = (out / "case" / "case-0.txt").stat().st_mtime_ns
-    reproduce_analysis(clf, data, out, **same)
-    assert (out / "results.md").read_text() == page
-    assert (out / "case" / "case-0.txt").stat().st_mtime_ns == stamp
-    # other settings: the parts run again
-    reproduce_analysis(clf, data, out, **{**same, "attack": "fgsm"})
-    assert "fgsm on the classifier alone" in (out / "results.md").read_text()
-    assert (out / "case" / "case-0.txt").stat().st_mtime_ns != stamp
-
-
-@pytest.mark.slow
 @pytest.mark.data
 def test_cli_reproduce_all_quick(tmp_path):
-    """``irad reproduce all --quick`` from a clean clone: bundled classifier and IRAD, 4 images."""
+    """``irad reproduce all --quick`` from a clean clone: every stage at tiny sizes (pairs,
+    stage 1 and 2, diffusion, STL, NRP, the tables, the diffusion measurements, the analysis),
+    each as its own ``irad`` process, a few minutes on one thread; then a rerun skips them all."""
+    import json
     import os
 
     from typer.testing import CliRunner
@@ -219,11 +180,22 @@ def test_cli_reproduce_all_quick(tmp_path):
     if not data or not (Path(data) / "test.npz").is_file():
         pytest.skip("no local CIFAR-10 copy (IRAD_DATA)")
     docs_before = (DOCS / "results.md").read_text(encoding="utf-8")
-    result = CliRunner().invoke(
-        app, ["reproduce", "all", "--quick", "--threads", "1", "--out", str(tmp_path)]
-    )
+    args = ["reproduce", "all", "--quick", "--threads", "1", "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "pipeline.json").read_text())
+    assert record["finished"] and {s["status"] for s in record["stages"]} == {"done"}
     page = (tmp_path / "results.md").read_text()
-    assert "IRAD(Adv)" in page and "| **IRAD** |" in page
-    assert (tmp_path / "figures" / "fig6-case.png").is_file()
+    sections = find_sections(page)
+    assert {"summary", "analysis", "table1", "table2", "table5", "table10", "quality-t20"} <= set(
+        sections
+    )
+    assert "IRAD(Adv)" in page and "| **IRAD** |" in page and "| IRAD (ours) |" in page
+    for name in ("fig6-case.png", "fig5-pca.png", "fig4.png"):
+        assert (tmp_path / "figures" / name).is_file()
     assert (DOCS / "results.md").read_text(encoding="utf-8") == docs_before  # docs untouched
+    again = CliRunner().invoke(app, args)  # everything finished: nothing runs again
+    assert again.exit_code == 0, again.output
+    record = json.loads((tmp_path / "pipeline.json").read_text())
+    assert {s["status"] for s in record["stages"]} == {"skipped"}
+    assert (tmp_path / "results.md").read_text() == page

@@ -1,5 +1,5 @@
-"""The results page: generated sections of ``docs/results.md`` between markers, and the
-analysis stage of ``irad reproduce all``.
+"""The results page: generated sections of ``docs/results.md`` between markers, written by
+``irad reproduce all`` (:func:`reproduce_all`, over the stages of :mod:`irad.evaluate.pipeline`).
 
 A generated section is everything between ``<!-- irad:begin NAME -->`` and
 ``<!-- irad:end NAME -->`` (each marker on a line of its own). :func:`replace_sections`
@@ -11,6 +11,8 @@ hand-written text around them survives a regeneration. Sections:
   ``docs/results.md`` itself, never new ones ("not measured" where none exists).
 * ``analysis``: Tables 18 and 19 (and Fig. 5, Figs. 6-8) from an ``irad analysis`` /
   ``irad visualize`` run, :func:`analysis_section`.
+* one section per table or measurement stage (``table2``, ``quality-t20``, ...): the command
+  and its report, :func:`stage_section`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,20 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from irad.errors import InputError
+from irad.errors import ConfigError, InputError
+from irad.evaluate.pipeline import Stage, build_stages
+from irad.evaluate.pipeline_runner import (
+    StageRunner,
+    plan,
+    run_pipeline,
+    stage_env,
+    subprocess_runner,
+)
 from irad.utils.io import atomic_write_text
 
 BEGIN = "<!-- irad:begin {name} -->"
@@ -287,92 +296,10 @@ def analysis_section(
     return "\n".join(lines)
 
 
-# -- irad reproduce all: the analysis stage and the page --------------------------------------
-def reproduce_analysis(
-    classifier: Any,
-    data: Any,
-    out_dir: str | Path,
-    *,
-    page: str | Path | None = None,
-    figures_dir: str | Path | None = None,
-    quick: bool = False,
-    target_class: int = 0,
-    case_index: int = 0,
-    seed: int = 0,
-    defenses: Sequence[str] = ("recons", "irad"),
-    attack: str = "pgd:steps=10",
-    command: str = "",
-    device: Any = "cpu",
-) -> dict[str, Any]:
-    """The analysis stage of ``irad reproduce all`` and the page it feeds.
-
-    Runs Tables 18-19 / Fig. 5 (100 images of ``target_class``; ``quick``: 4) and the case
-    figure of image ``case_index`` into ``out_dir``; copies the figures into ``figures_dir``
-    (default ``out_dir/figures``) and writes the ``summary`` and ``analysis`` sections into
-    ``page``. ``quick`` (the smoke test) never touches a page it was not given: with
-    ``page=None`` it writes ``out_dir/results.md`` from a two-section template. A part finished
-    with the same settings (its output and ``stage.json`` present) is reused, so a killed run
-    resumes; a part made with other settings is run again.
-
-    Returns what was written: ``{"seconds", "page", "figures", "sections"}``.
-    """
-    from irad.analysis.run import run_case, run_semantics
-
-    start = time.perf_counter()
-    out = Path(out_dir)
-    figs = Path(figures_dir) if figures_dir is not None else out / "figures"
-    n = 4 if quick else 100
-    sem_dir = out / f"analysis-class{target_class}-n{n}"
-    stage = {"n": n, "class": target_class, "attack": attack, "defenses": list(defenses)}
-    stage.update(seed=seed, classifier=getattr(classifier, "name", "?"), data=_describe(data))
-    if not _finished(sem_dir, stage, "result.json"):
-        run_semantics(
-            classifier, data, sem_dir, target_class=target_class, n=n, attack=attack,
-            defenses=defenses, seed=seed, batch_size=100, device=device,
-        )  # fmt: skip
-        _mark_finished(sem_dir, stage)
-    case_dir = out / "case"
-    case_stage = {**stage, "index": case_index, "defense": defenses[-1]}
-    if not _finished(case_dir, case_stage, f"case-{case_index}.txt"):
-        run_case(
-            classifier, data, case_index, case_dir, defense=defenses[-1], attack=attack,
-            seed=seed, device=device,
-        )  # fmt: skip
-        _mark_finished(case_dir, case_stage)
-    copied = []
-    figs.mkdir(parents=True, exist_ok=True)
-    sources = {
-        sem_dir / "fig5-pca.png": "fig5-pca.png",
-        sem_dir / "path-by-block.png": "fig-path-by-block.png",
-        case_dir / f"case-{case_index}.png": "fig6-case.png",
-    }
-    for src, name in sources.items():
-        if src.is_file():
-            shutil.copyfile(src, figs / name)
-            copied.append(figs / name)
-    if page is None:
-        page = out / "results.md"
-        if not page.is_file():
-            atomic_write_text(page, page_template())
-    page = Path(page)
-    captions = {
-        "fig5-pca.png": "Fig. 5 in our protocol: PCA of the penultimate features of the four sets",
-        "fig-path-by-block.png": "Decision-path similarity with the clean images, block by block",
-        "fig6-case.png": f"Fig. 6 in our protocol: test image {case_index}, defense "
-        f"{defenses[-1]}, attack {attack} (oblivious)",
-    }
-    rel = [(_relative(p, page.parent), captions[p.name]) for p in copied]
-    sections = {
-        "summary": summary_section(),
-        "analysis": analysis_section(sem_dir / "result.json", command=command, figures=rel),
-    }
-    update_page(page, sections, missing="append")
-    return {
-        "seconds": round(time.perf_counter() - start, 1),
-        "page": str(page),
-        "figures": [str(p) for p in copied],
-        "sections": sorted(sections),
-    }
+# -- irad reproduce all: the stages and the page -------------------------------------------
+#: The page and figures folder ``irad reproduce all`` regenerates (relative to the repository).
+RESULTS_PAGE = Path("docs/results.md")
+FIGURES_DIR = Path("docs/figures")
 
 
 def page_template() -> str:
@@ -385,39 +312,51 @@ def page_template() -> str:
     )
 
 
-def _describe(data: Any) -> str:
-    return str(getattr(data, "description", type(data).__name__))
+def stage_section(stage: Stage, figures: Sequence[tuple[str, str]] = ()) -> str:
+    """The page section of a finished stage: its command, then its report (``comparison.md``,
+    ``convergence.md``, a ``diffusion-quality`` record, or the ``irad analysis`` record as
+    Tables 18-19), then its ``figures`` (``(path relative to the page, caption)``)."""
+    if stage.report is None:
+        raise InputError(f"stage {stage.name!r} feeds no section")
+    report = Path(stage.report)
+    if stage.argv[0] == "analysis":
+        return analysis_section(report, command=stage.command, figures=figures)
+    if stage.argv[0] == "diffusion-quality":
+        from irad.evaluate.denoising import format_denoising_table
+
+        body = format_denoising_table(json.loads(report.read_text(encoding="utf-8")))
+    else:
+        body = report.read_text(encoding="utf-8").strip("\n")
+    lines = ["```bash", stage.command, "```", "", body]
+    for path, caption in figures:
+        lines += ["", f"![{caption}]({path})"]
+    return "\n".join(lines)
 
 
-def _finished(folder: Path, stage: Mapping[str, Any], output: str) -> bool:
-    """Whether ``folder`` holds ``output`` from a run of exactly these settings (``stage``)."""
-    marker = folder / "stage.json"
-    if not (folder / output).is_file() or not marker.is_file():
-        return False
-    try:
-        return json.loads(marker.read_text(encoding="utf-8")) == json.loads(json.dumps(stage))
-    except json.JSONDecodeError:
-        return False
-
-
-def _mark_finished(folder: Path, stage: Mapping[str, Any]) -> None:
-    atomic_write_text(folder / "stage.json", json.dumps(stage, indent=2) + "\n")
-
-
-def _number(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(base.resolve()))
-    except ValueError:
-        return str(path.resolve())
-
-
-#: The page and figures folder ``irad reproduce all`` regenerates (relative to the repository).
-RESULTS_PAGE = Path("docs/results.md")
-FIGURES_DIR = Path("docs/figures")
+def publish_stage(
+    stage: Stage, stages: Mapping[str, Stage], page: str | Path, figures_dir: str | Path
+) -> list[Path]:
+    """Copy a finished stage's figures into ``figures_dir`` and write its section into ``page``
+    (appended at the end when the page lacks it). The section shows the stage's figures and
+    those of the stages it needs that have no section of their own (Fig. 6 beside Table 18).
+    Returns the figures copied."""
+    page, figs = Path(page), Path(figures_dir)
+    copied = []
+    for fig in stage.figures:
+        if Path(fig.source).is_file():
+            figs.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(fig.source, figs / fig.name)
+            copied.append(figs / fig.name)
+    if stage.section is None:
+        return copied
+    shown = list(stage.figures)
+    for name in stage.needs:
+        if name in stages and stages[name].section is None:
+            shown += stages[name].figures
+    links = [(_relative(figs / f.name, page.parent), f.caption) for f in shown
+             if (figs / f.name).is_file()]  # fmt: skip
+    update_page(page, {stage.section: stage_section(stage, links)}, missing="append")
+    return copied
 
 
 def reproduce_all(
@@ -429,55 +368,82 @@ def reproduce_all(
     data_dir: str | Path | None = None,
     threads: int | None = None,
     device: str | None = None,
+    *,
+    protocol: str = "cpu",
+    surrogate: str | None = None,
+    dry_run: bool = False,
+    echo: Callable[[str], None] = print,
+    runner: StageRunner = subprocess_runner,
 ) -> str:
-    """``irad reproduce all``: the analysis stage (Tables 18-19, Figs. 5-6) and the results page.
+    """``irad reproduce all``: every stage of :func:`~irad.evaluate.pipeline.build_stages` in
+    order (pairs, stage 1, stage 2, diffusion, STL, NRP, the tables, the diffusion
+    measurements, the analysis), then the results page.
 
-    Full run: the victim ``weights`` (required), 100 images of class 0, the page
+    Each stage is an ``irad`` command run as a subprocess (logs in ``OUT/logs``, record in
+    ``OUT/pipeline.json``); finished stages are skipped and interrupted trainings resumed, so a
+    killed run continues where it stopped. Each table's ``comparison.md`` and each measurement
+    becomes a generated section of the page (appended when absent), with the ``summary`` and
+    ``analysis`` sections; figures go to the figures folder.
+
+    Full run: the victim ``weights`` (required), ``surrogate`` for the pairs and stage 2
+    (default: the victim), everything under ``out`` (default ``results/all``), the page
     :data:`RESULTS_PAGE` and :data:`FIGURES_DIR` (run from the repository root). ``quick``: the
-    bundled classifier unless ``weights`` is given, 4 images, everything under ``out`` (default
-    ``results/all-quick``), the docs untouched. Returns a summary of what was written.
-
-    The table stages (``irad reproduce tableN``) are not chained here yet; run them one by one.
+    bundled classifier unless ``weights`` is given, tiny sizes, ``out`` (default
+    ``results/all-quick``) holding ``results.md`` and ``figures/``; the docs stay untouched.
+    ``dry_run``: print the stages and their commands, run nothing. Returns a summary.
     """
-    from irad.cli.options import set_threads
-    from irad.data import load_dataset
-    from irad.errors import ConfigError
-    from irad.models import load_classifier
-    from irad.utils.env import resolve_device
-
     if weights is None:
         if not quick:
             raise ConfigError("--weights is required: the victim classifier checkpoint")
         weights = "cifar10"
-    page = figures = None
-    if not quick:
-        if not RESULTS_PAGE.is_file():
-            raise ConfigError(
-                f"{RESULTS_PAGE} not found: run `irad reproduce all` from the repository root "
-                "(or --quick, which writes its page under --out)"
-            )
-        page, figures = RESULTS_PAGE, FIGURES_DIR
-    set_threads(threads)
-    dev = resolve_device(device or "cpu")
     out_dir = Path(out) if out is not None else Path("results") / ("all-quick" if quick else "all")
-    data = load_dataset("cifar10", "test", data_dir)
-    classifier = load_classifier(weights, arch=model).to(dev).eval()
-    command = f"irad reproduce all -w {weights}" + (" --quick" if quick else "")
-    done = reproduce_analysis(
-        classifier,
-        data,
+    stages = build_stages(
+        weights, out_dir, quick=quick, protocol=protocol, seed=seed, threads=threads,
+        surrogate=surrogate, model=model, device=device,
+    )  # fmt: skip
+    by_name = {s.name: s for s in stages}
+    if dry_run:
+        for k, stage in enumerate(stages, 1):
+            needs = f", needs {', '.join(stage.needs)}" if stage.needs else ""
+            echo(f"# {k}/{len(stages)} {stage.name}: {plan(stage, by_name)}{needs}")
+            echo(stage.command)
+        return f"{len(stages)} stages; nothing run (--dry-run)"
+    if quick:
+        page, figures = out_dir / "results.md", out_dir / "figures"
+        if not page.is_file():
+            atomic_write_text(page, page_template())
+    elif not RESULTS_PAGE.is_file():
+        raise ConfigError(
+            f"{RESULTS_PAGE} not found: run `irad reproduce all` from the repository root "
+            "(or --quick, which writes its page under --out)"
+        )
+    else:
+        page, figures = RESULTS_PAGE, FIGURES_DIR
+    record = run_pipeline(
+        stages,
         out_dir,
-        page=page,
-        figures_dir=figures,
-        quick=quick,
-        seed=seed,
-        command=command,
-        device=dev,
+        env=stage_env(data_dir, threads),
+        runner=runner,
+        echo=echo,
+        after=lambda stage: publish_stage(stage, by_name, page, figures),
     )
+    update_page(page, {"summary": summary_section()}, missing="append")
+    ran = [s for s in record["stages"] if s["status"] == "done"]
     lines = [
-        f"analysis (Tables 18-19, Figs. 5-6) in {out_dir}: {done['seconds']} s",
-        f"page {done['page']}: sections {', '.join(done['sections'])}",
-        *(f"figure {p}" for p in done["figures"]),
-        "table stages not chained yet: run `irad reproduce --list` and each table",
+        f"{len(stages)} stages in {out_dir}: {len(ran)} run ({record['seconds']} s), "
+        f"{len(stages) - len(ran)} finished earlier",
+        *(f"  {s['name']}: {s['status']}, {s['seconds']} s" for s in record["stages"]),
+        f"page {page}; figures in {figures}; record {out_dir / 'pipeline.json'}",
     ]
     return "\n".join(lines)
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path.resolve())
