@@ -1,13 +1,16 @@
 """Copy trained checkpoints into the package (``src/irad/weights``) with their provenance.
 
-The package ships two checkpoints, both trained by this project on CIFAR-10 (see
+The package ships these checkpoints, both trained by this project on CIFAR-10 (see
 ``src/irad/weights/README.md`` for the commands that made them):
 
 * ``classifier-cifar10``: the demo's classifier (``load_classifier("cifar10")``);
 * ``irad-cifar10``: the IRAD defense, ``cpu`` preset (``IRAD.from_pretrained("cifar10")``;
   ``ImplicitReconstruction.from_pretrained("cifar10")`` takes its representation);
 * ``diffusion-cifar10``: the score model of DiffPure and IRAD+DiffPure, ``cpu`` preset, stored
-  in float16 (``DiffusionModel.from_pretrained("cifar10")``, ``build_defense("diffpure")``).
+  in float16 (``DiffusionModel.from_pretrained("cifar10")``, ``build_defense("diffpure")``);
+* ``sparse-coding-cifar10``: STL's convolutional dictionary, ``cpu`` preset
+  (``build_defense("stl")``);
+* ``nrp-cifar10``: the NRP purifier, ``cpu`` preset (``build_defense("nrp")``).
 
 Each JSON config gains a ``provenance`` entry (command, data, date, test figures) so that a
 checkpoint found anywhere says where it came from: in the checkpoint's ``metadata`` (or at the
@@ -76,6 +79,10 @@ def main() -> None:
     ap.add_argument("--irad-command", default="", help="the commands that trained it")
     ap.add_argument("--diffusion", help="prefix of the diffusion checkpoint to ship (float16)")
     ap.add_argument("--diffusion-command", default="", help="the command that trained it")
+    ap.add_argument("--stl", help="prefix of the STL dictionary to ship (irad train-stl)")
+    ap.add_argument("--stl-command", default="", help="the command that trained it")
+    ap.add_argument("--nrp", help="prefix of the NRP purifier to ship (irad train-nrp)")
+    ap.add_argument("--nrp-command", default="", help="the command that trained it")
     ap.add_argument("--data", default="CIFAR-10 training set (../shared/data/cifar10/train.npz)")
     args = ap.parse_args()
     if args.classifier:
@@ -106,6 +113,13 @@ def main() -> None:
             },
             half=True,
         )
+    for source, name, command in (
+        (args.stl, "sparse-coding-cifar10", args.stl_command),
+        (args.nrp, "nrp-cifar10", args.nrp_command),
+    ):
+        if source:
+            provenance = {"trained_by": "irad (this project)", "command": command}
+            bundle(source, name, {**provenance, "data": args.data})
 
 
 if __name__ == "__main__":

@@ -133,6 +133,13 @@ _LEARNED = (
 )
 
 
+# DiffPure at the paper's t* = 0.1 (t = 100 of 1,000) on the bundled score model; the CPU protocol
+# respaces the reverse chain to t / 5 steps (docs/diffusion.md).
+_DIFFUSION = (
+    ("DiffPure (t=100, 20 reverse steps)", "diffpure:t=100,reverse_steps=20", "diffpure"),
+)
+
+
 def _rows(
     entries: tuple[tuple[str, str, str], ...], figures: dict[str, paper.PaperRow]
 ) -> tuple[TableRow, ...]:
@@ -163,7 +170,9 @@ _register(
         title="Table 3's baseline rows and naive resampling under BPDA (PGD-10, step 1/255)",
         threat="bpda",
         attacks=("bpda-pgd",),
-        rows=_rows(_NO_DEFENSE + _NAIVE_RESAMPLING + _CLASSIC + _LEARNED, paper.TABLE3),
+        rows=_rows(
+            _NO_DEFENSE + _NAIVE_RESAMPLING + _CLASSIC + _LEARNED + _DIFFUSION, paper.TABLE3
+        ),
         notes=(
             "BPDA threat (Athalye et al. 2018), the paper's setting: PGD, 10 steps of 1/255, no "
             "random start, through defense + classifier with the defense's backward replaced by "
@@ -190,7 +199,7 @@ _register(
         title="Table 2 (CIFAR-10): classic defenses, DISCO-style and IRAD, oblivious AutoAttack",
         threat="oblivious",
         attacks=("autoattack",),
-        rows=_rows(_NO_DEFENSE + _CLASSIC + _LEARNED + _IMPLICIT, paper.TABLE2),
+        rows=_rows(_NO_DEFENSE + _CLASSIC + _LEARNED + _DIFFUSION + _IMPLICIT, paper.TABLE2),
         notes=_OBLIVIOUS_NOTE
         + " DISCO-style is our implicit representation queried at the unshifted grid (the "
         "paper's DISCO row used DISCO's released model).",
