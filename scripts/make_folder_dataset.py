@@ -1,13 +1,14 @@
 """Write a class-per-folder image data set like the one of ``docs/own-data.md``.
 
 Real images, not noise: the chosen CIFAR-10 classes, upscaled (bicubic) to ``--size`` and saved
-as PNGs in ``OUT/train/<class>/`` and ``OUT/test/<class>/``. The tutorial's measured run used
+as PNGs in ``OUT/train/<class>/`` and ``OUT/test/<class>/``. The tutorial's run (``docs/own-data.md``) uses
 
     python scripts/make_folder_dataset.py --cifar10 ../shared/data/cifar10 --out data \\
         --classes bird,cat,deer,dog,horse --train-per-class 600 --test-per-class 120 --size 64
 
 (3,000 training and 600 test images of 5 classes at 64x64). The first images of each class in
-CIFAR-10's order are taken, so the folder is the same on every machine.
+CIFAR-10's order are taken, so the folder is the same on every machine. A class folder that
+already holds images is refused, so that a second run cannot mix two sizes of data set.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def write_split(x: np.ndarray, y: np.ndarray, classes: list[str], per_class: int
         if len(picked) < per_class:
             raise SystemExit(f"{name}: only {len(picked)} images, --*-per-class asks {per_class}")
         folder = out / name
+        if folder.is_dir() and any(folder.iterdir()):
+            raise SystemExit(f"{folder} is not empty: remove it or choose another --out")
         folder.mkdir(parents=True, exist_ok=True)
         for k, i in enumerate(picked):
             image = Image.fromarray(x[i])

@@ -5,7 +5,7 @@
 #
 # WORKDIR must hold data/train and data/test (class sub-folders), e.g. made with
 #   python scripts/make_folder_dataset.py --cifar10 ../shared/data/cifar10 --out WORKDIR/data
-# Each command's output goes to WORKDIR/logs/<n>-<name>.log and its wall time to
+# Each command's output goes to WORKDIR/logs/<name>.log and its wall time to
 # WORKDIR/times.tsv; rerunning skips the commands already listed there as finished (the
 # training commands resume with --resume). The sizes are the tutorial's: nothing is shrunk.
 set -euo pipefail
@@ -18,9 +18,12 @@ touch times.tsv
 step() {  # step NAME RUN_DIR -- command...
   local name=$1 run=$2; shift 3
   if grep -q "^$name	" times.tsv; then echo "skip $name (finished)"; return; fi
+  if [[ -n $run && -f $run/model.json ]]; then  # finished, killed before its time was written
+    printf '%s\t%s\t%s\n' "$name" "?" "$*" >> times.tsv; echo "skip $name (model there)"; return
+  fi
   local args=("$@")
   [[ $2 == folder-to-npz ]] || args+=(--threads "$threads")  # the one command without threads
-  if [[ -n $run && -f $run/last.json && ! -f $run/model.json ]]; then args+=(--resume); fi
+  if [[ -n $run && -f $run/last.json ]]; then args+=(--resume); fi
   echo "$(date +%T) $name: ${args[*]}"
   local start=$SECONDS
   "${args[@]}" > "logs/$name.log" 2>&1

@@ -48,6 +48,7 @@ def fake_irad(argv: list[str], env: dict[str, str], log: Path) -> int:
             "convergence": [out / "convergence.json", out / "convergence.md",
                             out / "convergence.png"],
             "visualize": [out / "case-0.txt", out / "case-0.png"],
+            "evaluate": [out / "table.md"],
             "analysis": [out / "fig5-pca.png", out / "path-by-block.png"],
         }.get(command, [out / "last.json", out / "model.safetensors"])  # fmt: skip
         if command == "analysis":
@@ -114,7 +115,11 @@ def test_evaluations_read_the_pipelines_own_weights(tmp_path):
     assert _value(table2, "--irad-weights") == str(irad_run / "model")
     assert _value(table2, "--stl-weights") == stages["stl"].run_dir
     assert _value(table2, "--nrp-weights") == stages["nrp"].run_dir
-    assert _value(table2, "-w") == W56 and set(stages["table2"].needs) == {"irad", "stl", "nrp"}
+    assert _value(table2, "-w") == W56
+    assert set(stages["table2"].needs) == {"irad", "stl", "nrp", "diffusion-export"}
+    assert _value(table2, "--diffusion-weights") == stages["diffusion-export"].output.removesuffix(
+        ".safetensors"
+    )
     assert _value(list(stages["table7"].argv), "--runs") == str(irad_run.parent)
     assert {f"t7-{t}" for t in TABLE7_TASKS} <= set(stages["table7"].needs)
     for task in TABLE7_TASKS:  # table7's rows read RUNS/t7-<task>/model
@@ -225,10 +230,17 @@ def test_other_settings_run_again(tmp_path):
                  echo=lambda _: None)  # fmt: skip
     stages = build_stages("cifar10", out, quick=True, seed=1)
     plans = {s.name: plan(s, {x.name: x for x in stages}) for s in stages}
-    # export-diffusion has no seed: it runs again only once its input has been made again
-    assert [n for n, p in plans.items() if p != "redo"] == ["diffusion-export"]
+    # export-diffusion has no seed, but its input will be made again: it is not "done" either
+    assert set(plans.values()) == {"redo"}
+    # a command without --overwrite starts from an empty folder, so no cache of the old run
+    # (e.g. convergence's adversarial images against the old weights) is reused
+    convergence = next(s for s in stages if s.argv[0] == "convergence")
+    stale = Path(convergence.output).parent / "runs" / "stale.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{}")
     calls = Recorder()
     run_pipeline(stages, out, runner=calls, echo=lambda _: None)
+    assert not stale.exists() and Path(convergence.output).is_file()
     assert len(calls.calls) == len(stages)
     assert all(c[-1] == "--overwrite" for c in calls.calls if c[0] in ("reproduce", "train-inr"))
     assert all("--overwrite" not in c for c in calls.calls if c[0] == "prepare-pairs")
@@ -274,7 +286,7 @@ def test_reproduce_all_writes_sections_and_figures(tmp_path, monkeypatch):
     assert "](figures/fig4.png)" in page[slice(*spans["table10"])]
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "fig-path-by-block.png", "fig4.png", "fig5-pca.png", "fig6-case.png"]  # fmt: skip
-    assert not RESULTS_PAGE.exists() and "28 stages" in summary
+    assert not RESULTS_PAGE.exists() and "29 stages" in summary
     # hand-written text around the sections stays when the page is regenerated
     (out / "results.md").write_text(page.replace("## Analysis", "## Analysis, by hand"))
     reproduce_all(None, out=out, quick=True, runner=Recorder(), echo=lambda _: None)
@@ -296,7 +308,7 @@ def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path, monkeypatch, cap
     printed = capsys.readouterr().out.splitlines()
     stages = build_stages(W56, out, surrogate=W20, threads=2)
     assert [line for line in printed if line.startswith("irad ")] == [s.command for s in stages]
-    assert printed[0] == "# 1/36 pairs: run" and "nothing run" in printed[-1]
+    assert printed[0] == "# 1/37 pairs: run" and "nothing run" in printed[-1]
     assert not out.exists()
 
 

@@ -82,6 +82,10 @@ def reproduce(
     nrp_weights: Annotated[
         str, typer.Option(help="NRP purifier for the NRP rows (irad train-nrp's run folder).")
     ] = "cifar10",
+    diffusion_weights: Annotated[
+        str,
+        typer.Option(help="Score model of the DiffPure rows (irad export-diffusion's output)."),
+    ] = "cifar10",
     overwrite: Annotated[
         bool,
         typer.Option(help="Replace the results of another configuration in --out (else refused)."),
@@ -163,7 +167,13 @@ def reproduce(
         cache_dir=cache_dir,
         progress=progress,
         metadata={"command": "reproduce", "weights": str(weights), "model": model},
-        variables={"irad": irad_weights, "runs": str(runs), "stl": stl_weights, "nrp": nrp_weights},
+        variables={
+            "irad": irad_weights,
+            "runs": str(runs),
+            "stl": stl_weights,
+            "nrp": nrp_weights,
+            "diffusion": diffusion_weights,
+        },  # fmt: skip
     )
     if main:
         typer.echo(text)

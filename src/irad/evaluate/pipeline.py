@@ -169,8 +169,8 @@ QUICK = Sizes(
 # The trained weights each table's rows read: irad reproduce's flag and the stages making them.
 _WEIGHTS_OF_TABLE = {
     "table1": (),
-    "table2": ("irad", "stl", "nrp"),
-    "table3": ("stl", "nrp"),
+    "table2": ("irad", "stl", "nrp", "diffusion-export"),
+    "table3": ("stl", "nrp", "diffusion-export"),
     "table4": ("irad",),
     "table5": ("irad", "stl", "nrp"),
     "table7": ("runs",),
@@ -223,6 +223,7 @@ def build_stages(
         for suffix, victim in victims if table == "table4" else victims[:1]:
             arch = model if victim == weights else None
             b.table(table, table + suffix, victim, arch, sizes, cache)
+    b.stl_adaptive(weights, model, 4 if quick else 50)
     b.diffusion_measures(weights, quick, protocol)
     b.analysis(weights, model, sizes.analysis_n)
     return b.stages
@@ -243,6 +244,7 @@ class _Builder:
             "stl": ("--stl-weights", str(self.runs / "stl")),
             "nrp": ("--nrp-weights", str(self.runs / "nrp")),
             "runs": ("--runs", str(self.runs)),
+            "diffusion-export": ("--diffusion-weights", str(self.diffusion)),
         }
 
     def add(
@@ -327,6 +329,16 @@ class _Builder:
             figures = (Figure(str(folder / "fig4.png"), "fig4.png", caption),)
         report = folder / "comparison.md"
         self.add(name, argv, report, report=report, needs=needs, figures=figures)
+
+    def stl_adaptive(self, weights: str, model: str | None, n: int) -> None:
+        """STL under the adaptive threat, PGD-10 on the first ``n`` images: its 40 FISTA
+        iterations make adaptive AutoAttack (Table 5's attack) take hours per 100 images."""
+        folder = self.root / "tables" / "stl-adaptive"
+        argv = ("evaluate", "-w", weights, *(("-m", model) if model else ()))
+        argv += ("--defense", f"stl:checkpoint={self.runs / 'stl'}", "--attack", "pgd:steps=10")
+        argv += ("--threat", "adaptive", "--n", str(n), "--out", str(folder))
+        self.add("stl-adaptive", argv, folder / "table.md", report=folder / "table.md",
+                 needs=("stl",))  # fmt: skip
 
     def diffusion_measures(self, weights: str, quick: bool, protocol: str) -> None:
         """``irad diffusion-quality`` and ``irad convergence`` on the pipeline's purifier."""

@@ -5,7 +5,8 @@ A finished stage leaves ``stage.json`` beside its output: its identity
 is skipped when its output exists and its marker matches, i.e. the same arguments on the same
 inputs; a stage whose inputs were made again runs again. A training stage interrupted (its run
 folder holds ``last.json``, it has no marker) continues with ``--resume``; one whose marker is
-stale starts over with ``--overwrite``. So a killed pipeline resumes where it stopped when the
+stale starts over with ``--overwrite`` (a command without that flag gets its output folder emptied first, so that
+no cache of the earlier run is reused). So a killed pipeline resumes where it stopped when the
 same command is run again. Each stage's stdout and stderr go to ``OUT/logs/<stage>.log``;
 ``OUT/pipeline.json`` records every stage's status, seconds and command.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -81,7 +83,8 @@ def plan(stage: Stage, stages: Mapping[str, Stage]) -> str:
     training: ``--resume``), ``"redo"`` (a run of other settings or inputs is there:
     ``--overwrite`` where the command has it) or ``"run"``."""
     out = Path(stage.output)
-    if finished(out.parent, expected_marker(stage, stages), out.name):
+    upstream_done = all(plan(stages[n], stages) == "done" for n in stage.needs if n in stages)
+    if upstream_done and finished(out.parent, expected_marker(stage, stages), out.name):
         return "done"
     if stage.marker.is_file():
         return "redo"
@@ -184,6 +187,8 @@ def _run_stage(
     echo(entry["command"])
     _write(out, record)
     stage.marker.unlink(missing_ok=True)  # a kill from here on must not look finished
+    if action == "redo" and stage.argv[0] not in OVERWRITE_COMMANDS:
+        _clear(Path(stage.output).parent, out)  # no --overwrite: stale results must not be reused
     start = time.perf_counter()
     try:
         code = runner(argv, env, Path(entry["log"]))
@@ -196,6 +201,13 @@ def _run_stage(
         entry["status"] = "failed"
         _write(out, record)
         raise PipelineError(_failure(stage, entry, code))
+
+
+def _clear(folder: Path, root: Path) -> None:
+    """Delete a stage's output ``folder`` before it runs again, if it lies inside ``root``."""
+    folder, root = folder.resolve(), root.resolve()
+    if folder.is_dir() and folder != root and folder.is_relative_to(root):
+        shutil.rmtree(folder)
 
 
 def _failure(stage: Stage, entry: Mapping[str, Any], code: int) -> str:

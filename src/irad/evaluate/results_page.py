@@ -191,6 +191,14 @@ SUMMARY_ROWS: tuple[SummaryRow, ...] = (
         ("0.0 (PGD-10)", "–"), "Tables 1, 3",
     ),
     SummaryRow(
+        "NRP (trained here, cpu preset)", ("86.2", "92.89"), ("81.8", "3.82"),
+        ("75.0 (BPDA artefact)", "0.27"), ("0.0 (AutoAttack, n = 200)", "–"), "Table 2 + STL/NRP",
+    ),
+    SummaryRow(
+        "STL (trained here, cpu preset, λ = 0.2)", ("66.9", "90.65"), ("50.0", "57.48"),
+        ("0.0", "2.10"), ("0.0 (PGD-10, n = 50)", "–"), "Table 2 + STL/NRP",
+    ),
+    SummaryRow(
         "DISCO-style (implicit representation, no sampling)", ("91.0", "89.25"),
         ("53.9", "85.63"), (NOT_MEASURED, "–"), ("0.0 (AutoAttack, n = 50)", "0.00"),
         "Tables 2, 5",
@@ -200,12 +208,13 @@ SUMMARY_ROWS: tuple[SummaryRow, ...] = (
         ("0.0 (AutoAttack, n = 200)", "0.00"), "Tables 2, 5",
     ),
     SummaryRow(
-        "DiffPure (t = 20, 4 reverse steps; random)", ("90.6", "93.66"), (NOT_MEASURED, "–"),
+        "DiffPure (t = 20, 4 reverse steps; random)", ("90.8", "93.66"), (NOT_MEASURED, "–"),
         (NOT_MEASURED, "–"), ("0.0 (EOT-PGD-10, n = 64)", "8.01"), "Diffusion, Table 5",
     ),
     SummaryRow(
-        "DiffPure (t = 100, 20 reverse steps; random)", ("65.5", "89.73"), (NOT_MEASURED, "–"),
-        (NOT_MEASURED, "–"), ("27.1 (upper bound, not converged; EOT-PGD-10, n = 16)", "75.12"),
+        "DiffPure (t = 100, 20 reverse steps; random)", ("70.0", "89.73"), (NOT_MEASURED, "–"),
+        (NOT_MEASURED, "–"),
+        ("27.1 (upper bound, not converged; EOT-PGD-10, n = 16, weights at 30 %)", "75.12"),
         "Diffusion, Table 5",
     ),
     SummaryRow(
