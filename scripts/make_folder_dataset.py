@@ -1,7 +1,8 @@
 """Write a class-per-folder image data set like the one of ``docs/own-data.md``.
 
 Real images, not noise: the chosen CIFAR-10 classes, upscaled (bicubic) to ``--size`` and saved
-as PNGs in ``OUT/train/<class>/`` and ``OUT/test/<class>/``. The tutorial's run (``docs/own-data.md``) uses
+as PNGs in ``OUT/train/<class>/`` and ``OUT/test/<class>/``. The tutorial's run
+(``docs/own-data.md``) uses
 
     python scripts/make_folder_dataset.py --cifar10 ../shared/data/cifar10 --out data \\
         --classes bird,cat,deer,dog,horse --train-per-class 600 --test-per-class 120 --size 64

@@ -173,7 +173,7 @@ def reproduce(
             "stl": stl_weights,
             "nrp": nrp_weights,
             "diffusion": diffusion_weights,
-        },  # fmt: skip
+        },
     )
     if main:
         typer.echo(text)

@@ -5,9 +5,9 @@ A finished stage leaves ``stage.json`` beside its output: its identity
 is skipped when its output exists and its marker matches, i.e. the same arguments on the same
 inputs; a stage whose inputs were made again runs again. A training stage interrupted (its run
 folder holds ``last.json``, it has no marker) continues with ``--resume``; one whose marker is
-stale starts over with ``--overwrite`` (a command without that flag gets its output folder emptied first, so that
-no cache of the earlier run is reused). So a killed pipeline resumes where it stopped when the
-same command is run again. Each stage's stdout and stderr go to ``OUT/logs/<stage>.log``;
+stale starts over with ``--overwrite`` (a command without that flag gets its output folder
+emptied first, so that no cache of the earlier run is reused). So a killed pipeline resumes
+where it stopped when the same command is run again. Each stage's stdout and stderr go to ``OUT/logs/<stage>.log``;
 ``OUT/pipeline.json`` records every stage's status, seconds and command.
 """
 
