@@ -7,8 +7,9 @@ inputs; a stage whose inputs were made again runs again. A training stage interr
 folder holds ``last.json``, it has no marker) continues with ``--resume``; one whose marker is
 stale starts over with ``--overwrite`` (a command without that flag gets its output folder
 emptied first, so that no cache of the earlier run is reused). So a killed pipeline resumes
-where it stopped when the same command is run again. Each stage's stdout and stderr go to ``OUT/logs/<stage>.log``;
-``OUT/pipeline.json`` records every stage's status, seconds and command.
+where it stopped when the same command is run again. Each stage's stdout and stderr go to
+``OUT/logs/<stage>.log``; ``OUT/pipeline.json`` records every stage's status, seconds and
+command.
 """
 
 from __future__ import annotations
