@@ -246,6 +246,22 @@ def test_other_settings_run_again(tmp_path):
     assert all("--overwrite" not in c for c in calls.calls if c[0] == "prepare-pairs")
 
 
+def test_new_weights_under_the_same_name_run_again(tmp_path):
+    """A stage's identity holds the contents of the files it names, not only their paths."""
+    out, victim = tmp_path / "out", tmp_path / "victim.th"
+    victim.write_bytes(b"first weights")
+    stages = build_stages(str(victim), out, quick=True)
+    by_name = {s.name: s for s in stages}
+    run_pipeline(stages, out, runner=Recorder(), echo=lambda _: None)
+    assert all(plan(s, by_name) == "done" for s in stages)
+    marker = json.loads(by_name["pairs"].marker.read_text())
+    assert list(marker["files"]) == [str(victim)] and marker["irad"]
+    victim.write_bytes(b"other weights, same path")
+    plans = {s.name: plan(s, by_name) for s in stages}
+    assert plans["pairs"] == "redo" and plans["table2"] == "redo"
+    assert plans["diffusion"] == "done"  # reads no victim
+
+
 def test_a_failing_stage_stops_the_run_and_says_where(tmp_path):
     out = tmp_path / "out"
     stages = build_stages("cifar10", out, quick=True)

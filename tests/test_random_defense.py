@@ -130,3 +130,19 @@ def test_convergence_study_resumes_from_its_run_folder(tmp_path) -> None:
     )
     assert [p.ra for p in second.points] == [p.ra for p in first.points]
     assert second.points[0].seconds == first.points[0].seconds  # read back, not re-run
+
+
+def test_run_convergence_writes_its_record_on_the_chosen_device(tmp_path) -> None:
+    from irad.errors import IradError
+    from irad.evaluate.random_defense import run_convergence
+
+    clf = _classifier()
+    x = torch.rand(4, 3, 8, 8)
+    with torch.no_grad():
+        y = clf(x).argmax(1)
+    kwargs = dict(steps=(2,), eot=(1,), fixed_eot=1, fixed_steps=2, score_seeds=(1,))
+    study, text = run_convergence(Identity(), clf, x, y, tmp_path, device="cpu", **kwargs)
+    record = (tmp_path / "convergence.json").read_text()
+    assert '"device": "cpu"' in record and "PGD steps" in text and study.n == 4
+    with pytest.raises(IradError, match="cuda:7"):
+        run_convergence(Identity(), clf, x, y, tmp_path / "b", device="cuda:7", **kwargs)

@@ -145,6 +145,18 @@ def test_results_page_has_the_generated_summary():
     assert page[slice(*spans["summary"])].strip() == summary_section().strip()
 
 
+@pytest.mark.parametrize("surrogate", [None, "r20.th"])
+def test_every_stage_section_has_its_place_in_the_results_page(tmp_path, surrogate):
+    """A full `irad reproduce all` writes each table beside the hand-written one it repeats,
+    not appended at the end of the page: every section a stage feeds has its markers."""
+    from irad.evaluate.pipeline import build_stages
+
+    spans = find_sections((DOCS / "results.md").read_text(encoding="utf-8"))
+    stages = build_stages("r56.th", tmp_path, surrogate=surrogate)
+    wanted = {s.section for s in stages if s.section is not None}
+    assert wanted and not wanted - set(spans), sorted(wanted - set(spans))
+
+
 def test_analysis_section_from_a_record():
     record = {
         "normalize": "none",

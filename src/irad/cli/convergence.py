@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from irad.cli.options import DataDir, Progress, Threads, set_threads
+from irad.cli.options import DataDir, Device, Progress, Threads, set_threads
 
 EPILOG = """\
 Examples:
@@ -53,6 +53,7 @@ def convergence(
         "results/convergence"
     ),
     threads: Threads = None,
+    device: Device = "cpu",
     progress: Progress = True,
 ) -> None:
     """RA of a (random) defense under adaptive EOT-PGD against attack steps and EOT samples,
@@ -76,6 +77,7 @@ def convergence(
         steps=steps_list, eot=eot_list, fixed_eot=fixed_eot, fixed_steps=fixed_steps,
         eps=eps_255 / 255, alpha=alpha_255 / 255,
         score_seeds=[1001 + i for i in range(draws)], seed=seed, batch_size=batch_size,
+        device=device,
     )  # fmt: skip
     typer.echo(text)
 

@@ -153,6 +153,7 @@ def diffusion_quality(
     ] = None,
     seed: Seed = 0,
     threads: Threads = None,
+    device: Device = "cpu",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result here.")] = None,
     progress: Progress = True,
 ) -> None:
@@ -180,6 +181,7 @@ def diffusion_quality(
         seed=seed,
         progress=progress,
         json_path=json_out,
+        device=device,
     )
     typer.echo(f"{record['n']} images of {data.description}, diffusion model {model}, seed {seed}")
     typer.echo(format_denoising_table(record))

@@ -125,15 +125,19 @@ def run_denoising_quality(
     seed: int = 0,
     progress: bool = True,
     json_path: str | Path | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Load the diffusion model (and classifier), run :func:`denoising_quality`, and write the
-    record (result, settings, environment) to ``json_path`` atomically when given."""
+    """Load the diffusion model (and classifier) onto ``device``, run
+    :func:`denoising_quality`, and write the record (result, settings, environment) to
+    ``json_path`` atomically when given. The noise is drawn on the CPU, so the record is the
+    same on any device up to floating point."""
     from irad.models import load_classifier
     from irad.models.diffusion import DiffusionModel
-    from irad.utils.env import environment_info
+    from irad.utils.env import environment_info, resolve_device
     from irad.utils.io import atomic_write_json
 
-    diffusion = DiffusionModel.from_pretrained(model)
+    where = resolve_device(device)
+    diffusion = DiffusionModel.from_pretrained(model).to(where)
     result = denoising_quality(
         diffusion,
         dataset,
@@ -142,7 +146,7 @@ def run_denoising_quality(
         batch_size=batch_size,
         seed=seed,
         progress=progress,
-        classifier=None if classifier is None else load_classifier(classifier).eval(),
+        classifier=None if classifier is None else load_classifier(classifier).eval().to(where),
     )
     record = {
         "command": "diffusion-quality",
@@ -151,7 +155,7 @@ def run_denoising_quality(
         "classifier": classifier,
         "dataset": getattr(dataset, "description", None),
         **result,
-        "environment": environment_info("cpu"),
+        "environment": environment_info(str(where)),
     }
     if json_path is not None:
         atomic_write_json(json_path, record)

@@ -348,7 +348,7 @@ class _Builder:
             argv += ("--reverse-steps", str(steps)) if steps else ()
             argv += ("--n", str(n), "--classifier", weights, "--json", str(record))
             argv += ("--batch-size", str(n)) if quick else ()
-            self.add(name, argv, record, report=record, needs=("diffusion-export",), device=False)
+            self.add(name, argv, record, report=record, needs=("diffusion-export",))
         for name, template, size, figure in _convergence_runs(quick, protocol):
             folder = self.root / "diffusion" / name
             needs = ("diffusion-export", "irad") if "{irad}" in template else ("diffusion-export",)
@@ -357,7 +357,7 @@ class _Builder:
             argv += ("--out", str(folder))
             figures = () if figure is None else (Figure(str(folder / "convergence.png"), *figure),)
             self.add(name, argv, folder / "convergence.json", report=folder / "convergence.md",
-                     needs=needs, figures=figures, device=False)  # fmt: skip
+                     needs=needs, figures=figures)  # fmt: skip
 
     def analysis(self, weights: str, model: str | None, n: int) -> None:
         """Fig. 6 (``irad visualize``), then Tables 18-19 and Fig. 5 (``irad analysis``)."""

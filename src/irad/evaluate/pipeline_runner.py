@@ -14,6 +14,7 @@ command.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -26,9 +27,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from irad import __version__
 from irad.errors import IradError
 from irad.evaluate.pipeline import Stage
-from irad.utils.io import atomic_write_json, atomic_write_text
+from irad.utils.io import atomic_write_json, atomic_write_text, sha256_file
 
 #: ``runner(argv, env, log) -> exit code``: how a stage's command is executed.
 StageRunner = Callable[[Sequence[str], Mapping[str, str], Path], int]
@@ -70,13 +72,28 @@ def mark_finished(folder: Path, stage: Mapping[str, Any]) -> None:
 
 
 def expected_marker(stage: Stage, stages: Mapping[str, Stage]) -> dict[str, Any]:
-    """The marker a finished ``stage`` would have now: its identity and the run ids of the
-    stages it needs (``None`` for one not finished)."""
+    """The marker a finished ``stage`` would have now: its identity, the run ids of the stages
+    it needs (``None`` for one not finished), the sha256 of every file its arguments name (the
+    victim's weights: replaced weights under the same name make the stage run again) and the
+    irad version (whose bundled weights and code made the output)."""
     inputs = {}
     for name in stage.needs:
         marker = _read(stages[name].marker) if name in stages else None
         inputs[name] = None if marker is None else marker.get("run")
-    return {**stage.identity(), "inputs": inputs}
+    files = {arg: _digest(arg) for arg in stage.argv if os.path.isfile(arg)}
+    return {**stage.identity(), "inputs": inputs, "files": files, "irad": __version__}
+
+
+def _digest(path: str) -> str:
+    stat = os.stat(path)
+    return _cached_digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of ``path``; keyed on its size and mtime too, so a changed file is read again
+    (:func:`plan` asks for the same markers many times)."""
+    return sha256_file(path)
 
 
 def plan(stage: Stage, stages: Mapping[str, Stage]) -> str:

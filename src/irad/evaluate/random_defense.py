@@ -281,7 +281,7 @@ def convergence_study(
         if stored is not None and checkpoint_paths(stored)[0].is_file():
             tensors, meta = load_state(stored)
             for step in keep:
-                kept[step] = [tensors[f"step{step}"]]
+                kept[step] = [tensors[f"step{step}"].to(x.device)]
             seconds = float(meta["seconds"])
         else:
             _attack_run(defense, surface, x, y, k, n_steps, keep, kept, seed, eps, alpha,
@@ -290,7 +290,7 @@ def convergence_study(
             if stored is not None:
                 save_state(
                     stored,
-                    {f"step{s}": torch.cat(v) for s, v in kept.items()},
+                    {f"step{s}": torch.cat(v).cpu() for s, v in kept.items()},
                     {"seconds": seconds, "eot": k, "steps": n_steps, "key": key},
                 )
         for step in keep:
@@ -346,21 +346,26 @@ def run_convergence(
     *,
     description: str = "",
     log: Any = None,
+    device: str = "cpu",
     **settings: Any,
 ) -> tuple[ConvergenceStudy, str]:
-    """:func:`convergence_study` in a locked run folder: writes ``convergence.json`` (the
-    study, settings, environment), ``convergence.md`` and the figure (PNG, SVG); attack runs
-    are kept in ``out_dir/runs`` so a killed study resumes. Returns the study and its text."""
+    """:func:`convergence_study` in a locked run folder, on ``device`` (defense, classifier and
+    images move there; the stored attack runs stay device-free): writes ``convergence.json``
+    (the study, settings, environment), ``convergence.md`` and the figure (PNG, SVG); attack
+    runs are kept in ``out_dir/runs`` so a killed study resumes. Returns the study and its
+    text."""
     from irad.defenses import build_defense_spec
     from irad.evaluate.plots import matplotlib_missing, plot_convergence
     from irad.models import load_classifier
-    from irad.utils.env import environment_info
+    from irad.utils.env import environment_info, resolve_device
     from irad.utils.io import atomic_write_json, atomic_write_text
     from irad.utils.lock import RunLock
 
     out = Path(out_dir)
-    model = build_defense_spec(defense) if isinstance(defense, str) else defense
+    where = resolve_device(device)
+    model = (build_defense_spec(defense) if isinstance(defense, str) else defense).to(where)
     victim = (load_classifier(classifier) if isinstance(classifier, str) else classifier).eval()
+    victim, x, y = victim.to(where), x.to(where), y.to(where)
     with RunLock(out, purpose="convergence study"):
         study = convergence_study(
             model, victim, x, y, run_dir=out / "runs", progress=log, **settings
@@ -372,7 +377,7 @@ def run_convergence(
             "dataset": description,
             **study.to_dict(),
             "levelled_off": study.levelled_off(),
-            "environment": environment_info("cpu"),
+            "environment": environment_info(str(where)),
         }
         atomic_write_json(out / "convergence.json", record)
         text = (
