@@ -12,6 +12,11 @@ set -euo pipefail
 work=${1:?usage: run_tutorial.sh WORKDIR [THREADS]}
 threads=${2:-2}
 export OMP_NUM_THREADS=$threads
+if ! command -v irad > /dev/null; then  # not on PATH: the repository's venv, by absolute path
+  venv=$(cd "$(dirname "$0")/.." && pwd)/.venv/bin
+  [[ -x $venv/irad ]] || { echo "irad not found: activate the venv (source .venv/bin/activate)" >&2; exit 2; }
+  export PATH=$venv:$PATH
+fi
 cd "$work"
 mkdir -p logs
 touch times.tsv
