@@ -211,3 +211,12 @@ def test_cli_reproduce_all_quick(tmp_path):
     record = json.loads((tmp_path / "pipeline.json").read_text())
     assert {s["status"] for s in record["stages"]} == {"skipped"}
     assert (tmp_path / "results.md").read_text() == page
+
+
+def test_report_headings_nest_under_the_page_section():
+    from irad.evaluate.results_page import demote_headings
+
+    report = "## Table 10\n\n```bash\n# a comment, not a heading\n```\n### Notes\n#hashtag"
+    assert demote_headings(report) == (
+        "### Table 10\n\n```bash\n# a comment, not a heading\n```\n#### Notes\n#hashtag"
+    )

@@ -321,6 +321,27 @@ def page_template() -> str:
     )
 
 
+def demote_headings(text: str, by: int = 1) -> str:
+    """``text`` with every Markdown heading ``by`` levels deeper (code fences left alone), so
+    that a report's ``## Title`` nests under the page's ``## Section`` that holds it.
+
+    Example:
+        >>> print(demote_headings("## T\\n```\\n# not a heading\\n```"))
+        ### T
+        ```
+        # not a heading
+        ```
+    """
+    lines, fence = [], False
+    for line in text.split("\n"):
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,5} ", line):
+            line = "#" * by + line
+        lines.append(line)
+    return "\n".join(lines)
+
+
 def stage_section(stage: Stage, figures: Sequence[tuple[str, str]] = ()) -> str:
     """The page section of a finished stage: its command, then its report (``comparison.md``,
     ``convergence.md``, a ``diffusion-quality`` record, or the ``irad analysis`` record as
@@ -336,7 +357,7 @@ def stage_section(stage: Stage, figures: Sequence[tuple[str, str]] = ()) -> str:
         body = format_denoising_table(json.loads(report.read_text(encoding="utf-8")))
     else:
         body = report.read_text(encoding="utf-8").strip("\n")
-    lines = ["```bash", stage.command, "```", "", body]
+    lines = ["```bash", stage.command, "```", "", demote_headings(body)]
     for path, caption in figures:
         lines += ["", f"![{caption}]({path})"]
     return "\n".join(lines)
