@@ -39,7 +39,8 @@ SHRINK: dict[str, dict[str, str | None]] = {
 
 
 def tutorial_blocks() -> list[tuple[str, str]]:
-    """``(language, code)`` of every fenced ``bash`` and ``python`` block, in order."""
+    """``(language, code)`` of every fenced ``bash`` and ``python`` block, in order (``sh``
+    blocks, which say how the page's times were measured, are not steps of the tutorial)."""
     text = TUTORIAL.read_text(encoding="utf-8")
     return re.findall(r"^```(bash|python)\n(.*?)^```", text, flags=re.S | re.M)
 
