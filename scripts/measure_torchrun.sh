@@ -11,19 +11,25 @@
 set -euo pipefail
 out=${1:?usage: measure_torchrun.sh OUTDIR [--pause-others]}
 weights=${WEIGHTS:-../shared/data/weights/resnet56-4bfd9763.th}
+if ! command -v irad > /dev/null; then  # not on PATH: the repository's venv, by absolute path
+  venv=$(cd "$(dirname "$0")/.." && pwd)/.venv/bin
+  [[ -x $venv/irad ]] || { echo "irad not found: activate the venv (source .venv/bin/activate)" >&2; exit 2; }
+  export PATH=$venv:$PATH
+fi
 export OMP_NUM_THREADS=1
 rm -rf "$out" && mkdir -p "$out"
 paused=""
 if [[ ${2:-} == --pause-others ]]; then
   paused=$(pgrep -f "bin/irad |python -m irad" | tr '\n' ' ' || true)
   if [[ -n $paused ]]; then kill -STOP $paused; fi
-  trap 'if [[ -n $paused ]]; then kill -CONT $paused; fi' EXIT
+  trap 'if [[ -n $paused ]]; then kill -CONT $paused || true; fi' EXIT
   echo "paused: ${paused:-nothing}"
 fi
 timed() {  # timed NAME command...: wall seconds into OUT/times.tsv
   local name=$1; shift
   local start; start=$(date +%s.%N)
-  "$@" > "$out/$name.log" 2>&1
+  "$@" > "$out/$name.log" 2>&1 \
+    || { echo "$name failed; the end of $out/$name.log:" >&2; tail -n 20 "$out/$name.log" >&2; exit 1; }
   printf '%s\t%.1f\n' "$name" "$(echo "$(date +%s.%N) - $start" | bc)" | tee -a "$out/times.tsv"
 }
 two=(torchrun --nproc_per_node 2 --no-python --)

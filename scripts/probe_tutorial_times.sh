@@ -17,6 +17,16 @@ threads=${3:-2}
 batch=${4:-16}
 here=$(cd "$(dirname "$0")/.." && pwd)
 cifar=${IRAD_DATA:?set IRAD_DATA to the CIFAR-10 folder (train.npz, test.npz)}
+cifar=$(cd "$cifar" && pwd)  # absolute: the probes run inside WORKDIR
+[[ $threads =~ ^[0-9]+$ && $batch =~ ^[0-9]+$ ]] || {
+  echo "THREADS and BATCH are numbers (got '$threads', '$batch'); --pause-others comes last" >&2
+  exit 2
+}
+if ! command -v irad > /dev/null; then  # not on PATH: the repository's venv, by absolute path
+  venv=$(cd "$(dirname "$0")/.." && pwd)/.venv/bin
+  [[ -x $venv/irad ]] || { echo "irad not found: activate the venv (source .venv/bin/activate)" >&2; exit 2; }
+  export PATH=$venv:$PATH
+fi
 export OMP_NUM_THREADS=$threads
 rm -rf "$work" && mkdir -p "$work" && cd "$work"
 python "$here/scripts/make_folder_dataset.py" --cifar10 "$cifar" --out data --classes cat,dog \
@@ -25,12 +35,13 @@ paused=""
 if [[ ${5:-} == --pause-others ]]; then
   paused=$(pgrep -f "bin/irad |python -m irad" | tr '\n' ' ' || true)
   if [[ -n $paused ]]; then kill -STOP $paused; fi
-  trap 'if [[ -n $paused ]]; then kill -CONT $paused; fi' EXIT
+  trap 'if [[ -n $paused ]]; then kill -CONT $paused || true; fi' EXIT
 fi
 probe() {  # probe NAME UNITS command...: wall seconds (start-up included) into times.tsv
   local name=$1 units=$2; shift 2
   local start; start=$(date +%s.%N)
-  "$@" --threads "$threads" > "$name.log" 2>&1
+  "$@" --threads "$threads" > "$name.log" 2>&1 \
+    || { echo "$name failed; the end of $work/$name.log:" >&2; tail -n 20 "$name.log" >&2; exit 1; }
   printf '%s\t%.1f\t%s\t%s\n' "$name" "$(echo "$(date +%s.%N) - $start" | bc)" "$units" "$*" \
     | tee -a times.tsv
 }

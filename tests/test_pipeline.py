@@ -256,6 +256,9 @@ def test_new_weights_under_the_same_name_run_again(tmp_path):
     assert all(plan(s, by_name) == "done" for s in stages)
     marker = json.loads(by_name["pairs"].marker.read_text())
     assert list(marker["files"]) == [str(victim)] and marker["irad"]
+    quality = next(s for s in stages if s.argv[0] == "diffusion-quality")
+    assert Path(quality.output).is_file() and str(quality.output) in quality.argv
+    assert str(quality.output) not in json.loads(quality.marker.read_text())["files"]
     victim.write_bytes(b"other weights, same path")
     plans = {s.name: plan(s, by_name) for s in stages}
     assert plans["pairs"] == "redo" and plans["table2"] == "redo"
@@ -337,3 +340,31 @@ def test_full_run_needs_the_victim_and_the_repository_root(tmp_path, monkeypatch
         reproduce_all(None, out=tmp_path / "x")
     with pytest.raises(ConfigError, match="repository root"):
         reproduce_all(W56, out=tmp_path / "x", runner=Recorder())
+
+
+def test_a_checkpoint_prefix_is_hashed_and_old_markers_still_match(tmp_path):
+    """Weights named as a prefix (runs/clf/model) or a save_pretrained folder count with both
+    files; a marker from before markers held ``files`` still matches (no rerun on upgrade)."""
+    from irad.evaluate.pipeline_runner import named_files
+
+    folder = tmp_path / "clf"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"w")
+    (folder / "model.json").write_text("{}")
+    pair = [folder / "model.safetensors", folder / "model.json"]
+    assert named_files([str(folder / "model")]) == pair == named_files([str(folder)])
+    assert named_files(["cifar10", "--threads", "1"]) == []
+
+    out = tmp_path / "out"
+    stages = build_stages(str(folder / "model"), out, quick=True)
+    by_name = {s.name: s for s in stages}
+    run_pipeline(stages, out, runner=Recorder(), echo=lambda _: None)
+    pairs = by_name["pairs"]
+    marker = json.loads(pairs.marker.read_text())
+    assert sorted(marker["files"]) == sorted(map(str, pair))
+    del marker["files"]  # as written by an earlier irad
+    pairs.marker.write_text(json.dumps(marker))
+    assert plan(pairs, by_name) == "done"
+    (folder / "model.json").write_text('{"changed": 1}')
+    assert plan(by_name["pairs"], by_name) == "done"  # the old marker cannot know
+    assert plan(by_name["table2"], by_name) == "redo"  # a new marker does

@@ -214,9 +214,13 @@ def test_cli_reproduce_all_quick(tmp_path):
 
 
 def test_report_headings_nest_under_the_page_section():
-    from irad.evaluate.results_page import demote_headings
+    from irad.evaluate.results_page import level_at, nest_headings
 
-    report = "## Table 10\n\n```bash\n# a comment, not a heading\n```\n### Notes\n#hashtag"
-    assert demote_headings(report) == (
-        "### Table 10\n\n```bash\n# a comment, not a heading\n```\n#### Notes\n#hashtag"
+    report = "# Title\n\n```bash\n# a comment, not a heading\n```\n## Notes\n#hashtag"
+    assert nest_headings(report, under=3) == (
+        "#### Title\n\n```bash\n# a comment, not a heading\n```\n##### Notes\n#hashtag"
     )
+    assert nest_headings("no heading", under=2) == "no heading"
+    assert nest_headings("###### deep\n# top", under=5).split("\n") == ["###### deep", "###### top"]
+    page = "# P\n## A\n```\n## not\n```\n<!-- irad:begin t -->\n<!-- irad:end t -->\n"
+    assert level_at(page, "t") == 2 and level_at(page, "absent") == 0

@@ -53,7 +53,9 @@ def num_threads(threads: int | None) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for ``device``'s queued work (CUDA runs asynchronously): call before each clock
+    reading that times GPU work."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -88,10 +90,10 @@ def measure_cost(
     times: list[float] = []
     with num_threads(threads) as used, torch.no_grad():
         for i in range(warmup + repeats):
-            _synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
             module(images)
-            _synchronize(device)
+            synchronize(device)
             elapsed = (time.perf_counter() - start) * 1000.0
             if i >= warmup:
                 times.append(elapsed)

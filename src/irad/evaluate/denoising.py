@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from irad.data import iterate_batches
+from irad.evaluate.cost import synchronize
 from irad.evaluate.quality import psnr
 from irad.evaluate.random_defense import wilson_interval
 
@@ -69,8 +70,10 @@ def denoising_quality(
             noise = torch.randn(x.shape, generator=noise_gen).to(device)
             x_t = model.diffuse(x * 2 - 1, t, noise)
             one_shot = (model.predict_x0(x_t, t).clamp(-1, 1) + 1) / 2
+            synchronize(device)
             started = time.perf_counter()
             purified = purifier(x)
+            synchronize(device)
             seconds += time.perf_counter() - started
             sums["psnr_noisy"] += float(psnr(x, ((x_t + 1) / 2).clamp(0, 1)).sum())
             sums["psnr_one_shot"] += float(psnr(x, one_shot).sum())

@@ -40,7 +40,7 @@ RECORD = "pipeline.json"
 OVERWRITE_COMMANDS = ("reproduce", "train-inr", "train-samplenet", "train-diffusion",
                       "train-stl", "train-nrp")  # fmt: skip
 # Fields of a marker that say which run made it, not which settings.
-_RUN_FIELDS = ("run", "finished")
+_RUN_FIELDS = ("run", "finished", "irad")
 
 
 _WHY = {
@@ -56,43 +56,75 @@ class PipelineError(IradError):
 
 def finished(folder: Path, stage: Mapping[str, Any], output: str) -> bool:
     """Whether ``folder`` holds ``output`` from a run of exactly these settings (``stage``),
-    as recorded in ``folder/stage.json`` (its ``run`` / ``finished`` fields aside)."""
+    as recorded in ``folder/stage.json`` (its ``run`` / ``finished`` / ``irad`` fields aside).
+    A marker written before markers held ``files`` matches on the rest, so that upgrading irad
+    does not throw finished trainings away."""
     marker = _read(folder / "stage.json")
     if not (folder / output).is_file() or marker is None:
         return False
     kept = {k: v for k, v in marker.items() if k not in _RUN_FIELDS}
-    return kept == json.loads(json.dumps(stage))
+    wanted = json.loads(json.dumps(stage))
+    if "files" not in kept:
+        wanted.pop("files", None)
+    return kept == wanted
 
 
 def mark_finished(folder: Path, stage: Mapping[str, Any]) -> None:
     """Record ``stage`` (the settings of the run that finished) in ``folder/stage.json``, with
-    a fresh run id that the stages reading this output record in turn."""
-    record = {**stage, "run": uuid.uuid4().hex, "finished": _now()}
+    a fresh run id that the stages reading this output record in turn, and the irad version
+    that made it (provenance: a new version alone does not make a stage run again)."""
+    record = {**stage, "run": uuid.uuid4().hex, "finished": _now(), "irad": __version__}
     atomic_write_text(folder / "stage.json", json.dumps(record, indent=2) + "\n")
 
 
 def expected_marker(stage: Stage, stages: Mapping[str, Stage]) -> dict[str, Any]:
     """The marker a finished ``stage`` would have now: its identity, the run ids of the stages
-    it needs (``None`` for one not finished), the sha256 of every file its arguments name (the
-    victim's weights: replaced weights under the same name make the stage run again) and the
-    irad version (whose bundled weights and code made the output)."""
+    it needs (``None`` for one not finished) and the sha256 of every checkpoint file its
+    arguments name outside its own output folder (:func:`named_files`: the victim's weights, so
+    that replaced weights under the same name make the stage run again)."""
     inputs = {}
     for name in stage.needs:
         marker = _read(stages[name].marker) if name in stages else None
         inputs[name] = None if marker is None else marker.get("run")
-    files = {arg: _digest(arg) for arg in stage.argv if os.path.isfile(arg)}
-    return {**stage.identity(), "inputs": inputs, "files": files, "irad": __version__}
+    own = Path(stage.output).parent.resolve()  # its own outputs are not inputs
+    argv = stage.identity()["argv"]
+    files = {str(f): _digest(f) for f in named_files(argv) if own not in f.resolve().parents}
+    return {**stage.identity(), "inputs": inputs, "files": files}
 
 
-def _digest(path: str) -> str:
-    stat = os.stat(path)
-    return _cached_digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+def named_files(argv: Sequence[str]) -> list[Path]:
+    """The files an argument list names: each argument that is a file, and the weights and
+    config of each that is a checkpoint prefix (``runs/x/model``) or a ``save_pretrained``
+    folder (``runs/x``). Bundled names (``cifar10``) name no file."""
+    from irad.checkpoint import checkpoint_paths
+
+    found: list[Path] = []
+    for arg in argv:
+        path = Path(arg)
+        if path.is_file():
+            found.append(path)
+            continue
+        prefix = path / "model" if path.is_dir() else path
+        pair = checkpoint_paths(prefix)
+        if all(p.is_file() for p in pair):
+            found.extend(pair)
+    return found
+
+
+def _digest(path: Path) -> str:
+    try:
+        s = os.stat(path)
+    except OSError:  # gone since it was listed: a changed input
+        return "missing"
+    key = (os.path.abspath(path), s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino)
+    return _cached_digest(*key)
 
 
 @functools.lru_cache(maxsize=64)
-def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of ``path``; keyed on its size and mtime too, so a changed file is read again
-    (:func:`plan` asks for the same markers many times)."""
+def _cached_digest(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    """sha256 of ``path``; keyed on its size, times and inode too (the ctime cannot be set by
+    hand), so a changed file is read again (:func:`plan` asks for the same markers many
+    times)."""
     return sha256_file(path)
 
 
@@ -176,8 +208,9 @@ def run_pipeline(
             echo(f"[{k}/{len(stages)}] {stage.name}: finished earlier, skipped ({stage.output})")
         else:
             echo(f"[{k}/{len(stages)}] {stage.name}{_WHY[action]}")
+            settings = expected_marker(stage, by_name)  # before: inputs as the run read them
             _run_stage(stage, action, entry, record, out, env, runner, echo)
-            mark_finished(stage.marker.parent, expected_marker(stage, by_name))
+            mark_finished(stage.marker.parent, settings)
             entry["status"] = "done"
             echo(f"    done in {entry['seconds']} s")
         if after is not None:

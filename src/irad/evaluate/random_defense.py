@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from irad.checkpoint import checkpoint_paths, load_state, save_state
 from irad.errors import InputError
+from irad.evaluate.cost import synchronize
 from irad.evaluate.intervals import wilson_interval  # re-exported (moved there)
 from irad.evaluate.specs import digest
 from irad.utils.seed import seeded
@@ -286,6 +287,7 @@ def convergence_study(
         else:
             _attack_run(defense, surface, x, y, k, n_steps, keep, kept, seed, eps, alpha,
                         batch_size)  # fmt: skip
+            synchronize(x.device)
             seconds = time.perf_counter() - started
             if stored is not None:
                 save_state(

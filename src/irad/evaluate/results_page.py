@@ -321,25 +321,54 @@ def page_template() -> str:
     )
 
 
-def demote_headings(text: str, by: int = 1) -> str:
-    """``text`` with every Markdown heading ``by`` levels deeper (code fences left alone), so
-    that a report's ``## Title`` nests under the page's ``## Section`` that holds it.
+_HEADING = re.compile(r"(#{1,6}) ")
+
+
+def _headings(text: str) -> list[tuple[int, int]]:
+    """``(line index, level)`` of each Markdown ATX heading of ``text``, outside code fences."""
+    found, fence = [], None
+    for i, line in enumerate(text.split("\n")):
+        stripped = line.lstrip()
+        marker = stripped[:3] if stripped[:3] in ("```", "~~~") else None
+        if marker is not None:
+            fence = None if fence == marker else (fence or marker)
+        elif fence is None and (m := _HEADING.match(line)):
+            found.append((i, len(m.group(1))))
+    return found
+
+
+def nest_headings(text: str, under: int) -> str:
+    """``text`` with its headings shifted so that the highest becomes level ``under + 1``
+    (code fences left alone): a report's ``# Title`` or ``## Title`` nests under the page's
+    heading of level ``under`` that holds it. Levels stop at 6.
 
     Example:
-        >>> print(demote_headings("## T\\n```\\n# not a heading\\n```"))
-        ### T
+        >>> print(nest_headings("## T\\n```\\n# not a heading\\n```\\n### U", under=3))
+        #### T
         ```
         # not a heading
         ```
+        ##### U
     """
-    lines, fence = [], False
-    for line in text.split("\n"):
-        if line.startswith("```"):
-            fence = not fence
-        elif not fence and re.match(r"#{1,5} ", line):
-            line = "#" * by + line
-        lines.append(line)
+    found = _headings(text)
+    if not found:
+        return text
+    shift = under + 1 - min(level for _, level in found)
+    lines = text.split("\n")
+    for i, level in found:
+        lines[i] = "#" * min(6, max(1, level + shift)) + lines[i][level:]
     return "\n".join(lines)
+
+
+def level_at(page: str, name: str) -> int:
+    """The level of the last heading above section ``name`` of ``page`` (0: none, or no such
+    section)."""
+    spans = find_sections(page)
+    if name not in spans:
+        return 0
+    before = page[: spans[name][0]]
+    found = _headings(before)
+    return found[-1][1] if found else 0
 
 
 def stage_section(stage: Stage, figures: Sequence[tuple[str, str]] = ()) -> str:
@@ -357,7 +386,7 @@ def stage_section(stage: Stage, figures: Sequence[tuple[str, str]] = ()) -> str:
         body = format_denoising_table(json.loads(report.read_text(encoding="utf-8")))
     else:
         body = report.read_text(encoding="utf-8").strip("\n")
-    lines = ["```bash", stage.command, "```", "", demote_headings(body)]
+    lines = ["```bash", stage.command, "```", "", body]
     for path, caption in figures:
         lines += ["", f"![{caption}]({path})"]
     return "\n".join(lines)
@@ -385,7 +414,10 @@ def publish_stage(
             shown += stages[name].figures
     links = [(_relative(figs / f.name, page.parent), f.caption) for f in shown
              if (figs / f.name).is_file()]  # fmt: skip
-    update_page(page, {stage.section: stage_section(stage, links)}, missing="append")
+    body = stage_section(stage, links)
+    text = page.read_text(encoding="utf-8") if page.is_file() else ""
+    body = nest_headings(body, under=level_at(text, stage.section) or 1)  # appended: under "#"
+    update_page(page, {stage.section: body}, missing="append")
     return copied
 
 
