@@ -6,7 +6,8 @@
 #   IRAD_DATA=../shared/data/cifar10 bash scripts/measure_torchrun.sh OUTDIR [--pause-others]
 #
 # --pause-others stops every other irad process (SIGSTOP) for the measurement and continues them
-# (SIGCONT) at the end, so that the two cores are idle. The figures in docs/evaluation.md come
+# (SIGCONT) at the end, so that the two cores are idle (their own wall times then include the
+# pause). The figures in docs/evaluation.md come
 # from this script.
 set -euo pipefail
 out=${1:?usage: measure_torchrun.sh OUTDIR [--pause-others]}

@@ -49,7 +49,9 @@ def redrawn(defense: nn.Module, seed: int) -> Iterator[None]:
     caller's RNG and the modules' own generators are left as they were.
     """
     saved = []
-    with seeded(seed):
+    tensors = [*defense.parameters(), *defense.buffers()]
+    devices = sorted({str(v.device) for v in tensors if v.device.type == "cuda"})
+    with seeded(seed, devices=devices):  # CUDA streams forked too: restored afterwards
         try:
             for offset, module in enumerate(defense.modules()):
                 if callable(getattr(module, "reseed", None)):
