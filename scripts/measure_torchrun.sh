@@ -7,8 +7,7 @@
 #
 # --pause-others stops every other irad process (SIGSTOP) for the measurement and continues them
 # (SIGCONT) at the end, so that the two cores are idle (their own wall times then include the
-# pause). The figures in docs/evaluation.md come
-# from this script.
+# pause). The figures in docs/evaluation.md come from this script.
 set -euo pipefail
 out=${1:?usage: measure_torchrun.sh OUTDIR [--pause-others]}
 weights=${WEIGHTS:-../shared/data/weights/resnet56-4bfd9763.th}
