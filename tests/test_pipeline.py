@@ -306,6 +306,9 @@ def test_reproduce_all_writes_sections_and_figures(tmp_path, monkeypatch):
     assert sorted(p.name for p in (out / "figures").iterdir()) == [
         "fig-path-by-block.png", "fig4.png", "fig5-pca.png", "fig6-case.png"]  # fmt: skip
     assert not RESULTS_PAGE.exists() and "29 stages" in summary
+    # a second run gives the same page (sections appended at the end nest the same way)
+    reproduce_all(None, out=out, quick=True, runner=Recorder(), echo=lambda _: None)
+    assert (out / "results.md").read_text() == page
     # hand-written text around the sections stays when the page is regenerated
     (out / "results.md").write_text(page.replace("## Analysis", "## Analysis, by hand"))
     reproduce_all(None, out=out, quick=True, runner=Recorder(), echo=lambda _: None)

@@ -223,4 +223,11 @@ def test_report_headings_nest_under_the_page_section():
     assert nest_headings("no heading", under=2) == "no heading"
     assert nest_headings("###### deep\n# top", under=5).split("\n") == ["###### deep", "###### top"]
     page = "# P\n## A\n```\n## not\n```\n<!-- irad:begin t -->\n<!-- irad:end t -->\n"
-    assert level_at(page, "t") == 2 and level_at(page, "absent") == 0
+    assert level_at(page, "t") == 2 and level_at(page, "absent") == 2  # appended at the end
+    assert level_at("no heading", "absent") == 0
+    # a heading inside an earlier generated section is not the one that holds the next section
+    page = (
+        "# P\n<!-- irad:begin a -->\n## A\n<!-- irad:end a -->\n"
+        "<!-- irad:begin b -->\n<!-- irad:end b -->\n"
+    )
+    assert level_at(page, "b") == 1

@@ -361,13 +361,19 @@ def nest_headings(text: str, under: int) -> str:
 
 
 def level_at(page: str, name: str) -> int:
-    """The level of the last heading above section ``name`` of ``page`` (0: none, or no such
-    section)."""
+    """The level of the last hand-written heading above section ``name`` of ``page``, or, for
+    a section the page lacks, above its end, where it will be appended (0: no heading).
+    Headings inside other generated sections do not count, so that publishing a section again
+    gives the same page."""
     spans = find_sections(page)
-    if name not in spans:
-        return 0
-    before = page[: spans[name][0]]
-    found = _headings(before)
+    start = spans[name][0] if name in spans else len(page)
+    kept, pos = [], 0
+    for s, e in sorted(spans.values()):
+        if e <= start:
+            kept.append(page[pos:s])
+            pos = e
+    kept.append(page[pos:start])
+    found = _headings("".join(kept))
     return found[-1][1] if found else 0
 
 
@@ -416,7 +422,7 @@ def publish_stage(
              if (figs / f.name).is_file()]  # fmt: skip
     body = stage_section(stage, links)
     text = page.read_text(encoding="utf-8") if page.is_file() else ""
-    body = nest_headings(body, under=level_at(text, stage.section) or 1)  # appended: under "#"
+    body = nest_headings(body, under=level_at(text, stage.section))
     update_page(page, {stage.section: body}, missing="append")
     return copied
 
