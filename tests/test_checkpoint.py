@@ -160,9 +160,9 @@ def test_every_model_writes_irad_kind_and_old_checkpoints_load(tmp_path):
     }
     assert formats == {"irad.irad", "irad.implicit-representation", "irad.classifier"}
 
-    # the bundled files are flat JSONs with the old classifier name "irad-classifier"
+    # the bundled files are written by the current irad and carry their provenance
     bundled = json.loads((bundled_weights_dir() / "classifier-cifar10.json").read_text())
-    assert bundled["format"] == "irad-classifier" and "config" not in bundled
+    assert bundled["format"] == "irad.classifier" and "provenance" in bundled["metadata"]
     clf = load_classifier("cifar10")
     assert clf.checkpoint_metadata["provenance"]["trained_by"].startswith("irad")
     assert IRAD.from_pretrained("cifar10").checkpoint_metadata["training"]["objective"]
@@ -177,8 +177,10 @@ def test_every_model_writes_irad_kind_and_old_checkpoints_load(tmp_path):
 
 def test_the_bundled_provenance_matches_the_weights_and_bundling_keeps_it_so(tmp_path):
     for stem in ("irad-cifar10", "classifier-cifar10"):
-        prov = json.loads((bundled_weights_dir() / f"{stem}.json").read_text())["provenance"]
-        assert prov["sha256"] == sha256_file(bundled_weights_dir() / f"{stem}.safetensors")
+        tensors, config = load_state(bundled_weights_dir() / stem)
+        prov = config["metadata"]["provenance"]
+        assert prov["tensors_sha256"] == tensors_sha256(tensors)
+        assert prov["trained_by"] == "irad (this project)" and prov["command"].strip()
 
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -261,7 +263,14 @@ def test_a_damaged_irad_config_names_the_file_the_field_and_the_fix(tmp_path, ca
 def test_a_flat_irad_json_without_representation_is_a_clear_error(tmp_path):
     for suffix in (".safetensors", ".json"):
         shutil.copyfile(bundled_weights_dir() / f"irad-cifar10{suffix}", tmp_path / f"m{suffix}")
-    _edit(tmp_path / "m.json", lambda c: c.pop("representation"))
+
+    def flatten_then_drop_representation(saved: dict) -> None:
+        # the layout of irad before config/metadata: the config's fields at the top level
+        config = saved.pop("config")
+        saved.pop("metadata", None)
+        saved.update({k: v for k, v in config.items() if k != "representation"})
+
+    _edit(tmp_path / "m.json", flatten_then_drop_representation)
     for loader in (IRAD, ImplicitReconstruction):
         with pytest.raises(CheckpointError, match=r"m\.json: field representation is missing"):
             loader.from_pretrained(tmp_path / "m")

@@ -214,7 +214,8 @@ def test_stage_settings_come_from_the_preset_and_flags_override_them() -> None:
     assert (cfg.batch_size, cfg.betas, cfg.weight_decay) == (128, (0.0, 0.9), 0.0)
     cfg = TrainConfig.from_options(cpu.samplenet.config_fields(), epochs=3, beta1=0.5)
     assert (cfg.epochs, cfg.batch_size, cfg.betas, cfg.schedule) == (3, 32, (0.5, 0.9), "constant")
-    assert cpu.samplenet.train_n == 6000 and cpu.inr.train_n == 10000
+    assert cpu.samplenet.train_n is None and cpu.inr.train_n is None  # every training pair
+    assert cpu.pairs_n is None
 
 
 def test_the_cli_holds_no_engine() -> None:

@@ -487,7 +487,7 @@ def test_bundled_weights_load_offline_and_defend_the_bundled_classifier():
     clf = load_classifier("cifar10")
     assert irad.preset == "cpu" and clf.config["arch"] == "resnet20"
     for stem in ("irad-cifar10", "classifier-cifar10"):
-        meta = json.loads((bundled_weights_dir() / f"{stem}.json").read_text())
+        meta = json.loads((bundled_weights_dir() / f"{stem}.json").read_text())["metadata"]
         assert meta["provenance"]["trained_by"].startswith("irad")
         assert meta["provenance"]["command"]
     x = torch.rand(2, 3, 32, 32)

@@ -238,6 +238,27 @@ def test_resume_refuses_a_checkpoint_with_other_settings(tmp_path):
     assert summary["global_step"] == ToyObjective().steps_per_epoch()
 
 
+def test_snapshots_every_n_steps_hold_the_model_of_that_step_and_survive_a_resume(tmp_path):
+    full = config(tmp_path, "full", epochs=2)
+    Trainer(ToyObjective(), full).fit()
+    cut = config(tmp_path, "cut", epochs=2, snapshot_steps=5, checkpoint_minutes=0)
+    with pytest.raises(Kill):
+        Trainer(ToyObjective(fail_at=12), cut).fit()
+    Trainer(ToyObjective(), cut).fit(resume=True)  # steps 5, 10 before the kill, 15 after
+    snaps = sorted(p.stem for p in (Path(cut.out_dir) / "snapshots").glob("*.safetensors"))
+    assert snaps == ["step-000005", "step-000010", "step-000015"]
+    last = load_file(str(Path(cut.out_dir) / "snapshots" / "step-000015.safetensors"))
+    assert not all(torch.equal(v, weights(Path(cut.out_dir))[k]) for k, v in last.items())
+    # The snapshot of the final step is the final model; snapshots change nothing else.
+    cut16 = config(tmp_path, "cut16", epochs=2, snapshot_steps=16)
+    Trainer(ToyObjective(), cut16).fit()
+    final = load_file(str(Path(cut16.out_dir) / "snapshots" / "step-000016.safetensors"))
+    assert_same_weights(final, weights(Path(full.out_dir)))
+    assert_same_weights(weights(Path(cut16.out_dir)), weights(Path(full.out_dir)))
+    with pytest.raises(ConfigError, match="snapshot_steps"):
+        TrainConfig(snapshot_steps=0)
+
+
 def test_resume_without_a_checkpoint_starts_a_new_run(tmp_path):
     cfg = config(tmp_path, epochs=1)
     summary = Trainer(ToyObjective(), cfg).fit(resume=True)

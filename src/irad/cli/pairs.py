@@ -14,11 +14,11 @@ EPILOG = """\
 Examples:
 
 \b
-  # CPU protocol: PGD-10 on ResNet-20 over 10,000 seeded-random training images
+  # CPU protocol: PGD-10 on ResNet-20 over all 50,000 training images (seeded order)
   export IRAD_DATA=../shared/data/cifar10
   irad prepare-pairs --surrogate resnet20 \\
       --weights ../shared/data/weights/resnet20-12fca82f.th \\
-      --n 10000 --steps 10 --eps 8 --alpha 2 --out pairs/cifar10-r20
+      --n 50000 --steps 10 --eps 8 --alpha 2 --out pairs/cifar10-r20-50k
 \b
   # interrupted? run the same command again: finished chunks are kept
 \b

@@ -90,6 +90,14 @@ CheckpointMinutes = Annotated[
         min=0.0, help="Also checkpoint mid-epoch every this many minutes (0: every step)."
     ),
 ]
+SnapshotSteps = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="Also save the model every N steps to RUN/snapshots/step-NNNNNN (for curves of "
+        "held-out accuracy against training steps).",
+    ),
+]
 MaxSteps = Annotated[
     int | None, typer.Option(min=1, help="Cut each epoch after this many steps (quick runs).")
 ]
@@ -142,6 +150,7 @@ Examples:
 
 \b
   # ResNet-20 on CIFAR-10, 5 epochs: 83.4 % test accuracy, 32 min on a shared 2-core CPU
+  # (40 epochs: 91.3 %, 2 hours; the classifier the package ships)
   export IRAD_DATA=../shared/data/cifar10
   irad train-classifier --model resnet20 --epochs 5 --out runs/resnet20
 \b
@@ -549,6 +558,7 @@ def train_inr(
     threads: Threads = None,
     checkpoint_minutes: CheckpointMinutes = 5.0,
     max_steps_per_epoch: MaxSteps = None,
+    snapshot_steps: SnapshotSteps = None,
     progress: Progress = True,
 ) -> None:
     """Stage 1: train the implicit representation (EDSR encoder + LIIF decoder) with L1.
@@ -677,6 +687,7 @@ def train_samplenet(
     threads: Threads = None,
     checkpoint_minutes: CheckpointMinutes = 5.0,
     max_steps_per_epoch: MaxSteps = None,
+    snapshot_steps: SnapshotSteps = None,
     progress: Progress = True,
 ) -> None:
     """Stage 2: train SampleNet (representation and classifier frozen) with CE on clean + adv.

@@ -73,7 +73,7 @@ def run_demo(
     dataset: Any,
     *,
     n: int = 200,
-    attack: str = "apgd:steps=5",
+    attack: str = "apgd:steps=20",
     classifier: str = "cifar10",
     weights: str = "cifar10",
     adaptive: bool = True,

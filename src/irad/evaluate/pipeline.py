@@ -10,7 +10,7 @@ runner is :mod:`irad.evaluate.pipeline_runner`; the page, :mod:`irad.evaluate.re
 Example:
     >>> stages = build_stages("r56.th", "results/all", surrogate="r20.th")
     >>> stages[0].command
-    'irad prepare-pairs -w r20.th --out results/all/pairs/train --n 10000 --steps 10 --eps 8 --alpha 2 --seed 0'
+    'irad prepare-pairs -w r20.th --out results/all/pairs/train --n 50000 --steps 10 --eps 8 --alpha 2 --seed 0'
     >>> [s.name for s in stages][-2:], stages[-1].needs
     (['case', 'analysis'], ('irad', 'case'))
 """  # noqa: E501
@@ -118,7 +118,7 @@ _ALL_TABLES = ("table1", "table2", "table3", "table4", "table5", "table7", "tabl
 
 #: The CPU protocol: the commands of ``docs/results.md`` and ``src/irad/weights/README.md``.
 CPU = Sizes(
-    pairs=("--n", "10000", *_PGD10),
+    pairs=("--n", "50000", *_PGD10),
     eval_pairs=("--split", "test", "--n", "1000", *_PGD10),
     inr=("--preset", "cpu"),
     samplenet=("--preset", "cpu"),

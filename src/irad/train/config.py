@@ -36,7 +36,7 @@ SCHEDULES: Registry[LRScheduler] = Registry("schedule")
 # Fields that may change between a run and its resumption: they affect where and how often the
 # run writes, not what it computes. Every other field must match the checkpoint's.
 RESUMABLE_CHANGES: frozenset[str] = frozenset(
-    {"out_dir", "device", "checkpoint_minutes", "progress"}
+    {"out_dir", "device", "checkpoint_minutes", "snapshot_steps", "progress"}
 )
 
 
@@ -64,6 +64,8 @@ class TrainConfig:
         checkpoint_minutes: also checkpoint mid-epoch when this many minutes have passed since
             the last checkpoint (``0``: after every step; ``None``: at epoch ends only).
         max_steps_per_epoch: cut every epoch short after this many steps (quick runs, tests).
+        snapshot_steps: also save the model (as ``model.*`` is saved at the end) every this many
+            steps, to ``out_dir/snapshots/step-NNNNNN``: held-out curves against training steps.
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         precision: ``"fp32"``, or ``"bf16"`` autocast for the forward pass and loss.
         progress: show tqdm progress bars.
@@ -89,6 +91,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_minutes: float | None = 5.0
     max_steps_per_epoch: int | None = None
+    snapshot_steps: int | None = None
     grad_clip: float | None = None
     precision: str = "fp32"
     progress: bool = field(default=True, compare=False)
@@ -117,6 +120,8 @@ class TrainConfig:
             self.warmup = check_float(
                 self.warmup, "warmup (a fraction of all steps)", 0, 1, high_open=True
             )
+        if self.snapshot_steps is not None:
+            self.snapshot_steps = check_positive_int(self.snapshot_steps, "snapshot_steps")
         if self.checkpoint_minutes is not None:
             self.checkpoint_minutes = check_float(self.checkpoint_minutes, "checkpoint_minutes", 0)
         if self.grad_clip is not None:
