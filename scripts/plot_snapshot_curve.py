@@ -27,16 +27,17 @@ STEP = re.compile(r"step-0*(\d+)")
 
 
 def points(results: list[Path], attack: str) -> list[tuple[int, float, float, tuple[float, float]]]:
-    """(step, SA, RA, RA's 95 % interval) per snapshot defense in the given result files."""
+    """(step, SA, RA, RA's 95 % interval) per snapshot defense in the given result files; the
+    step is the last ``step-N`` in the defense's checkpoint path."""
     found = []
     for path in results:
         record = json.loads(path.read_text())
         for label, d in record["defenses"].items():
-            m = STEP.search(str(d.get("config", {}).get("checkpoint", label)))
-            if m is None or attack not in d["attacks"]:
+            steps = STEP.findall(str(d.get("config", {}).get("checkpoint", label)))
+            if not steps or attack not in d["attacks"]:
                 continue
             ra = d["attacks"][attack]["ra"]
-            found.append((int(m.group(1)), d["sa"]["percent"], ra["percent"], tuple(ra["ci95"])))
+            found.append((int(steps[-1]), d["sa"]["percent"], ra["percent"], tuple(ra["ci95"])))
     if not found:
         raise SystemExit(f"no defense with 'step-N' in its checkpoint and attack {attack!r} found")
     return sorted(found)
@@ -54,7 +55,10 @@ def main() -> None:
     start = None
     if args.start:
         label, _, values = args.start.partition("=")
-        sa, ra = (float(v) for v in values.split(","))
+        try:
+            sa, ra = (float(v) for v in values.split(","))
+        except ValueError:
+            ap.error(f"--start must be 'LABEL=SA,RA' (e.g. 'DISCO=90.4,63.9'), got {args.start!r}")
         start = (label, sa, ra)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -250,6 +250,8 @@ def test_stage_commands_take_unset_flags_from_the_preset(
     assert (config["epochs"], config["batch_size"], config["betas"]) == (1, 4, [0.0, 0.99])
     assert (config["lr"], config["schedule"], config["optimizer"]) == (5e-4, "cosine", "adam")
     assert config["weight_decay"] == 0.0 and config["out_dir"] == str(tmp_path / "inr")
+    # every pair trains and none is held out: the evaluation would score training pairs
+    assert "per-epoch evaluation scores training pairs" in err and "--eval-pairs" in err
     code, _, err = _run(
         monkeypatch, capsys, "train-inr", "--pairs", pairs, "--data-dir", tmp_path,
         "--train-n", 9, "--out", tmp_path / "inr2", "--device", "cpu",

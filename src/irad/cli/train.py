@@ -466,7 +466,15 @@ def _training_pairs(
         held_out = full.complement(data)
     if eval_pairs is not None:
         return data, PairDataset(eval_pairs, data_dir=data_dir), full
-    return data, held_out if held_out is not None else data, full
+    if held_out is None:
+        typer.echo(
+            f"warning: every pair of {pairs} trains and no --eval-pairs was given, so the "
+            "per-epoch evaluation scores training pairs; pass --eval-pairs (e.g. pairs made "
+            "with --split test) or --train-n N to hold pairs out",
+            err=True,
+        )
+        return data, data, full
+    return data, held_out, full
 
 
 def _eval_pairs(
@@ -613,9 +621,11 @@ SAMPLENET_EPILOG = """\
 Examples:
 
 \b
-  # CPU protocol: SampleNet on the stage-1 model, surrogate ResNet-20
+  # CPU protocol: SampleNet on the stage-1 model, surrogate ResNet-20; held-out pairs for the
+  # per-epoch evaluation (the preset trains on every pair of --pairs)
   export IRAD_DATA=../shared/data/cifar10
   irad train-samplenet --representation runs/inr-cpu --pairs pairs/cifar10-r20 \\
+      --eval-pairs pairs/cifar10-r20-test1000 \\
       --weights ../shared/data/weights/resnet20-12fca82f.th --out runs/irad-cpu
 \b
   # the official release's layout (own encoder copy fed [0, 1], shifts in [-1, 1] units)

@@ -5,9 +5,9 @@
   lr 1e-4, betas (0, 0.9), batch 128, L1; stage 2 Adam lr 2e-4, betas (0, 0.9), batch 400;
   pairs from PGD-100 over the whole training set. The number of epochs is not given in the
   paper; ours is marked as our choice.
-* ``cpu``: the CPU protocol (``PROTOCOL.md``): a smaller encoder and MLPs, pairs from PGD-10 on a
-  fixed training subset, and random subsets of query pixels per image, chosen so that stage 1
-  trains in about 30 minutes on a 2-core CPU.
+* ``cpu``: the CPU protocol (``PROTOCOL.md``): a smaller encoder and MLPs, pairs from PGD-10 on
+  the whole training set, and random subsets of query pixels per image, chosen so that stage 1
+  trains in about 70 minutes and stage 2 in about 40 on one thread of a 2-core CPU.
 
 Every training run prints and records the preset it used (:meth:`ImplicitPreset.to_dict`).
 
@@ -178,7 +178,7 @@ def cpu_preset() -> ImplicitPreset:
         # reconstructed adversarial image 33.5 dB against 32.9 for the input); with it, 160
         # steps reach 35.3 dB (docs/implicit.md).
         skip="bilinear",
-        # 780 steps instead of the paper's hundreds of epochs: a higher rate that decays to 0
+        # 3,900 steps instead of the paper's hundreds of epochs: a higher rate that decays to 0
         # gets much further in a short run than the paper's constant 1e-4.
         inr=StageTraining(epochs=10, batch_size=128, lr=5e-4, schedule="cosine"),
         inr_sample_q=256,

@@ -468,6 +468,7 @@ class Trainer:
                     )
                 bar.update(1)
                 if ctx.is_main and cfg.snapshot_steps and p.global_step % cfg.snapshot_steps == 0:
+                    self._epoch_means(check=True, epoch=epoch)  # never keep NaN weights
                     obj.save_model(self.out_dir / "snapshots" / f"step-{p.global_step:06d}")
                 if ctx.is_main and self._checkpoint_due(now):
                     self._epoch_means(check=True, epoch=epoch)  # never checkpoint NaN weights
