@@ -335,6 +335,8 @@ def main() -> None:
         return
     import torch
 
+    from irad.utils.env import cpu_features
+
     torch.set_num_threads(args.threads)
     args.batches = [int(b) for b in args.batches.split(",")]
     sections = args.only or ["speed", "memory", "training"]
@@ -344,8 +346,10 @@ def main() -> None:
         "torch": torch.__version__,
         "load_average_start": os.getloadavg(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "cpu_features": cpu_features(),
     }
-    print(f"torch {torch.__version__}, {args.threads} threads, load average "
+    print(f"torch {torch.__version__}, {args.threads} threads, CPU features "
+          f"{' '.join(report['cpu_features']) or 'none'}, load average "
           f"{report['load_average_start'][0]:.2f} (1 min)")  # fmt: skip
     for name in sections:
         report[name] = {"speed": speed, "memory": memory, "training": training}[name](args)

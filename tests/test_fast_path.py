@@ -11,6 +11,8 @@ queries and shifts that leave the image, across block and group boundaries.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -365,6 +367,7 @@ def test_fast_and_precision_are_recorded_and_rebuilt(tmp_path):
         model.precision = "half"
 
 
+@pytest.mark.filterwarnings("ignore:.*bfloat16 is emulated")
 def test_bfloat16_precision_states_its_difference():
     # Measured on the bundled cifar10 weights (benchmarks/bfloat16_trained.py, 500 test images):
     # max 4.0e-2, mean 2.6e-4, no prediction of the bundled classifier changed. Random images
@@ -381,6 +384,22 @@ def test_bfloat16_precision_states_its_difference():
     assert float(diff.mean()) < 5e-3
 
 
+def test_bfloat16_warns_where_the_cpu_emulates_it(monkeypatch):
+    from irad.utils import env
+
+    model = irad_model(3)
+    model.precision = "bfloat16"
+    x = torch.rand(1, 3, 6, 7)
+    monkeypatch.setattr(env, "cpu_features", lambda: ["avx2"])
+    with pytest.warns(UserWarning, match="bfloat16 is emulated"), torch.no_grad():
+        model(x)
+    monkeypatch.setattr(env, "cpu_features", lambda: ["avx2", "amx"])
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("error")
+        model(x)
+
+
+@pytest.mark.filterwarnings("ignore:.*bfloat16 is emulated")
 @pytest.mark.parametrize("fast", [False, True])
 def test_bfloat16_runs_on_every_path(fast):
     model = irad_model(8)

@@ -66,6 +66,9 @@ def main() -> None:
     An :class:`~irad.errors.IradError` (bad input) exits with code 2, an ``OSError`` (a disk
     full, a path that cannot be written, ...) with code 1, each with what failed and the fix.
     """
+    from irad.utils.env import keep_freed_memory
+
+    keep_freed_memory()
     try:
         app()
     except IradError as err:

@@ -29,6 +29,7 @@ from irad.models.implicit_presets import ImplicitPreset, get_preset
 from irad.models.liif import DEFAULT_CHUNK_SIZE, ImplicitConfig, ImplicitRepresentation
 from irad.resample.coordinates import make_grid
 from irad.resample.samplers import Sampler, build_sampler
+from irad.utils.env import warn_if_bfloat16_emulated
 
 
 def _preset_name(preset: str | ImplicitPreset | None) -> str:
@@ -38,8 +39,8 @@ def _preset_name(preset: str | ImplicitPreset | None) -> str:
 
 
 #: Precisions of the implicit defenses' forward: exact float32 (default), or bfloat16 autocast
-#: (about 1.5-3x faster on CPUs with AMX / AVX512-BF16; outputs move by up to about 1e-2, see
-#: ``docs/implicit.md``).
+#: (about 3x faster on CPUs with AMX / AVX512-BF16, 4x slower where it is emulated; outputs
+#: move by up to about 4e-2, see ``docs/implicit.md``).
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -109,6 +110,7 @@ class ImplicitDefense(Pretrained, Defense):
     def autocast(self, x: Tensor) -> contextlib.AbstractContextManager[Any]:
         """The context :meth:`purify` computes in: bfloat16 autocast or nothing."""
         if self.precision == "bfloat16":
+            warn_if_bfloat16_emulated(x.device, f"{self.registry_name} precision=bfloat16")
             return torch.autocast(x.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 

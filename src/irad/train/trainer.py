@@ -62,7 +62,7 @@ from irad.train.distributed import (
     setup_distributed,
     shard_batch,
 )
-from irad.utils.env import environment_info, resolve_device
+from irad.utils.env import environment_info, resolve_device, warn_if_bfloat16_emulated
 from irad.utils.io import atomic_write_json, atomic_write_text
 from irad.utils.lock import RunLock
 from irad.utils.seed import seed_everything
@@ -274,6 +274,8 @@ class Trainer:
         """
         env_ctx = context_from_env()
         self._device = resolve_device(self.config.device, env_ctx.local_rank)
+        if self.config.precision == "bf16" and env_ctx.is_main:
+            warn_if_bfloat16_emulated(self._device, "training with precision bf16")
         lock: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if env_ctx.is_main:
             lock = RunLock(self.out_dir, purpose=f"training ({type(self.objective).__name__})")

@@ -3,10 +3,13 @@ can be traced and compared."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as _dt
 import os
 import platform
 import socket
+import warnings
 from typing import Any
 
 import numpy as np
@@ -58,6 +61,73 @@ def resolve_device(device: str | torch.device = "auto", local_rank: int = 0) -> 
     return dev
 
 
+def cpu_features() -> list[str]:
+    """The vector and matrix extensions of this CPU that torch uses (``avx2``, ``avx512``,
+    ``avx512_bf16``, ``amx``): speed figures depend on them, so every result records them."""
+    probes = {
+        "avx2": "_is_avx2_supported",
+        "avx512": "_is_avx512_supported",
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx": "_is_amx_tile_supported",
+    }
+    found = []
+    for name, probe in probes.items():
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            found.append(name)
+    return found
+
+
+def bfloat16_is_native(device: str | torch.device = "cpu") -> bool:
+    """Whether bfloat16 matrix products run in hardware on ``device``: on a CPU, AMX or
+    AVX512-BF16; without them torch emulates bfloat16, slower than float32."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return True
+    return bool({"amx", "avx512_bf16"} & set(cpu_features()))
+
+
+def warn_if_bfloat16_emulated(device: str | torch.device, what: str) -> None:
+    """A warning when ``what`` asks for bfloat16 on a device that only emulates it."""
+    if not bfloat16_is_native(device):
+        warnings.warn(
+            f"{what}: bfloat16 is emulated on this CPU (no AMX or AVX512-BF16), so it is slower "
+            "than float32, not faster (4x slower for IRAD on an AVX2 EPYC); use float32",
+            stacklevel=3,
+        )
+
+
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed large blocks for reuse (mmap threshold 1 GiB, trim
+    threshold 2 GiB) instead of handing them back to the system at once.
+
+    An attack or a training step allocates and frees the same large activations every step; by
+    default glibc maps every block over 32 MiB afresh and unmaps it when freed, so each step
+    faults in and zeroes new pages: about a fifth of `irad demo`'s time on a 2-core AVX2 EPYC
+    (229 against 184 s, docs/results.md). The process keeps its peak memory until it exits.
+    Called by the command line, not on import. Linux with glibc only; thresholds set through
+    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` are left alone. Returns whether the
+    thresholds were set.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 31))
+
+
 def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
     """Versions, machine and thread settings, as a JSON-ready dict."""
     device = torch.device(device)
@@ -67,6 +137,7 @@ def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu_features": cpu_features(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "irad": _version("irad"),
