@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import platform
+import subprocess
+import sys
+
 import pytest
 
 from irad.utils import env
@@ -9,7 +14,6 @@ from irad.utils.env import (
     bfloat16_is_native,
     cpu_features,
     environment_info,
-    keep_freed_memory,
 )
 
 
@@ -27,10 +31,40 @@ def test_bfloat16_is_native_only_with_amx_or_avx512_bf16(monkeypatch, features, 
     assert bfloat16_is_native("cpu") is native
 
 
-def test_keep_freed_memory_leaves_the_users_thresholds_alone(monkeypatch):
-    import platform
+def _keep_freed_memory_in_a_child(env: dict[str, str]) -> str:
+    # A child process: the thresholds are per process and would stay set in pytest's.
+    code = (
+        "import ctypes, ctypes.util\n"
+        "from irad.utils.env import keep_freed_memory\n"
+        "applied = keep_freed_memory()\n"
+        "libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')\n"
+        "names = 'arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost'\n"
+        "class Info(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in names.split()]\n"
+        "info = getattr(libc, 'mallinfo2', None)\n"  # glibc >= 2.33
+        "if info is None:\n"
+        "    print(applied, 'unknown'); raise SystemExit\n"
+        "info.restype = Info\n"
+        "libc.malloc.restype = ctypes.c_void_p\n"
+        "before = info().hblks\n"
+        "block = libc.malloc(64 * 2**20)\n"  # over the default threshold: mmapped unless raised
+        "print(applied, info().hblks - before)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
 
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
-    assert keep_freed_memory() is glibc
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert keep_freed_memory() is False
+
+@pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
+)
+def test_keep_freed_memory_keeps_large_blocks_in_the_heap_unless_the_user_chose(monkeypatch):
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"):
+        monkeypatch.delenv(name, raising=False)
+    applied, mapped_blocks = _keep_freed_memory_in_a_child({})
+    assert applied == "True"
+    assert mapped_blocks in ("0", "unknown")  # the 64 MiB block came from the heap, not mmap
+    applied, mapped_blocks = _keep_freed_memory_in_a_child({"MALLOC_MMAP_THRESHOLD_": "65536"})
+    assert applied == "False" and mapped_blocks in ("1", "unknown")

@@ -39,7 +39,7 @@ def _preset_name(preset: str | ImplicitPreset | None) -> str:
 
 
 #: Precisions of the implicit defenses' forward: exact float32 (default), or bfloat16 autocast
-#: (about 3x faster on CPUs with AMX / AVX512-BF16, 4x slower where it is emulated; outputs
+#: (about 3x faster on CPUs with AMX / AVX512-BF16, 9x slower where it is emulated; outputs
 #: move by up to about 4e-2, see ``docs/implicit.md``).
 PRECISIONS = ("float32", "bfloat16")
 

@@ -79,12 +79,13 @@ def cpu_features() -> list[str]:
 
 
 def bfloat16_is_native(device: str | torch.device = "cpu") -> bool:
-    """Whether bfloat16 matrix products run in hardware on ``device``: on a CPU, AMX or
-    AVX512-BF16; without them torch emulates bfloat16, slower than float32."""
+    """Whether bfloat16 matrix products run in hardware on ``device``: on an x86 CPU, AMX or
+    AVX512-BF16 (without them torch emulates bfloat16, slower than float32); other CPUs and
+    devices are taken at their word."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
+    if device.type != "cpu" or platform.machine().lower() not in ("x86_64", "amd64", "i686"):
         return True
     return bool({"amx", "avx512_bf16"} & set(cpu_features()))
 
@@ -93,39 +94,50 @@ def warn_if_bfloat16_emulated(device: str | torch.device, what: str) -> None:
     """A warning when ``what`` asks for bfloat16 on a device that only emulates it."""
     if not bfloat16_is_native(device):
         warnings.warn(
-            f"{what}: bfloat16 is emulated on this CPU (no AMX or AVX512-BF16), so it is slower "
-            "than float32, not faster (4x slower for IRAD on an AVX2 EPYC); use float32",
-            stacklevel=3,
+            f"{what}: bfloat16 is emulated on this device (an x86 CPU without AMX or "
+            "AVX512-BF16, or a GPU without bfloat16), so it is slower than float32, not faster "
+            "(IRAD's forward: 9x slower than float32 on an AVX2 EPYC); use float32",
+            stacklevel=2,
         )
 
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+#: Largest mmap threshold every 64-bit glibc accepts (HEAP_MAX_SIZE / 2); newer ones take more.
+_GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20
 
 
 def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed large blocks for reuse (mmap threshold 1 GiB, trim
-    threshold 2 GiB) instead of handing them back to the system at once.
+    """Ask glibc's malloc to keep freed large blocks for reuse (mmap and trim thresholds of
+    1 GiB; an older glibc that refuses a 1 GiB mmap threshold gets its maximum, 32 MiB) instead
+    of handing them back to the system at once.
 
     An attack or a training step allocates and frees the same large activations every step; by
-    default glibc maps every block over 32 MiB afresh and unmaps it when freed, so each step
-    faults in and zeroes new pages: about a fifth of `irad demo`'s time on a 2-core AVX2 EPYC
-    (229 against 184 s, docs/results.md). The process keeps its peak memory until it exits.
-    Called by the command line, not on import. Linux with glibc only; thresholds set through
-    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` are left alone. Returns whether the
-    thresholds were set.
+    default glibc maps blocks over its (adaptive, at most 32 MiB) threshold afresh and unmaps
+    them when freed, so each step faults in and zeroes new pages: `irad demo` took 229 s without
+    and 189 s with this on a 2-core AVX2 EPYC; interleaved attack steps, 12 % (docs/results.md,
+    ``benchmarks/attack_allocator.py``). The process keeps its peak memory until it exits, so
+    this is called by the command line, not on import. Linux with glibc only; thresholds set
+    through ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``GLIBC_TUNABLES`` are left
+    alone. Returns whether the mmap threshold was raised.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    user = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+    if any(name in os.environ for name in user):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 31))
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    raised = bool(mallopt(_M_MMAP_THRESHOLD, 2**30)) or bool(
+        mallopt(_M_MMAP_THRESHOLD, _GLIBC_MMAP_THRESHOLD_MAX)
+    )
+    mallopt(_M_TRIM_THRESHOLD, 2**30)
+    return raised
 
 
 def environment_info(device: str | torch.device = "cpu") -> dict[str, Any]:
