@@ -28,6 +28,7 @@ def test_cpu_features_are_recorded_with_every_result():
 )
 def test_bfloat16_is_native_only_with_amx_or_avx512_bf16(monkeypatch, features, native):
     monkeypatch.setattr(env, "cpu_features", lambda: features)
+    monkeypatch.setattr(env.platform, "machine", lambda: "x86_64")
     assert bfloat16_is_native("cpu") is native
 
 

@@ -390,6 +390,7 @@ def test_bfloat16_warns_where_the_cpu_emulates_it(monkeypatch):
     model = irad_model(3)
     model.precision = "bfloat16"
     x = torch.rand(1, 3, 6, 7)
+    monkeypatch.setattr(env.platform, "machine", lambda: "x86_64")
     monkeypatch.setattr(env, "cpu_features", lambda: ["avx2"])
     with pytest.warns(UserWarning, match="bfloat16 is emulated"), torch.no_grad():
         model(x)
