@@ -10,11 +10,7 @@ import sys
 import pytest
 
 from irad.utils import env
-from irad.utils.env import (
-    bfloat16_is_native,
-    cpu_features,
-    environment_info,
-)
+from irad.utils.env import bfloat16_is_native, cpu_features, environment_info
 
 
 def test_cpu_features_are_recorded_with_every_result():
@@ -32,7 +28,7 @@ def test_bfloat16_is_native_only_with_amx_or_avx512_bf16(monkeypatch, features, 
     assert bfloat16_is_native("cpu") is native
 
 
-def _keep_freed_memory_in_a_child(env: dict[str, str]) -> str:
+def _keep_freed_memory_in_a_child(extra_env: dict[str, str]) -> list[str]:
     # A child process: the thresholds are per process and would stay set in pytest's.
     code = (
         "import ctypes, ctypes.util\n"
@@ -52,7 +48,7 @@ def _keep_freed_memory_in_a_child(env: dict[str, str]) -> str:
         "print(applied, info().hblks - before)\n"
     )
     run = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True
+        [sys.executable, "-c", code], env={**os.environ, **extra_env}, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
     return run.stdout.split()
