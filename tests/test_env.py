@@ -47,9 +47,8 @@ def _keep_freed_memory_in_a_child(extra_env: dict[str, str]) -> list[str]:
         "block = libc.malloc(64 * 2**20)\n"  # over the default threshold: mmapped unless raised
         "print(applied, info().hblks - before)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], env={**os.environ, **extra_env}, capture_output=True, text=True
-    )
+    child_env = {**os.environ, **extra_env}
+    run = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     return run.stdout.split()
 
