@@ -48,7 +48,9 @@ def _keep_freed_memory_in_a_child(extra_env: dict[str, str]) -> list[str]:
         "print(applied, info().hblks - before)\n"
     )
     child_env = {**os.environ, **extra_env}
-    run = subprocess.run([sys.executable, "-c", code], env=child_env, capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=child_env, capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr
     return run.stdout.split()
 
