@@ -115,12 +115,12 @@ def keep_freed_memory() -> bool:
 
     An attack or a training step allocates and frees the same large activations every step; by
     default glibc maps blocks over its (adaptive, at most 32 MiB) threshold afresh and unmaps
-    them when freed, so each step faults in and zeroes new pages: `irad demo` took 229 s without
-    and 189 s with this on a 2-core AVX2 EPYC; interleaved attack steps, 12 % (docs/results.md,
-    ``benchmarks/attack_allocator.py``). The process keeps its peak memory until it exits, so
-    this is called by the command line, not on import. Linux with glibc only; thresholds set
-    through ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` / ``GLIBC_TUNABLES`` are left
-    alone. Returns whether the mmap threshold was raised.
+    them when freed, so each step faults in and zeroes new pages: `irad demo` took 210-229 s
+    without and 184-202 s with this on a 2-core AVX2 EPYC; attack steps 12 % less
+    (docs/results.md, ``benchmarks/attack_allocator.py``). The process keeps its peak memory
+    until it exits, so this is called by the command line, not on import. Linux with glibc
+    only; thresholds set through ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` /
+    ``GLIBC_TUNABLES`` are left alone. Returns whether the mmap threshold was raised.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
