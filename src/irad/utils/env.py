@@ -1,5 +1,6 @@
-"""What ran where: the device a run uses, and what is recorded with every result so figures
-can be traced and compared."""
+"""What ran where: the device a run uses, what the CPU can do (and so what pays on it), the
+process settings the command line makes, and what is recorded with every result so figures can
+be traced and compared."""
 
 from __future__ import annotations
 
