@@ -441,7 +441,9 @@ def read_torch_file(
             f"at: {detail}); irad never unpickles objects. If it is a checkpoint you trust, "
             f"re-save its tensors with the code that wrote it, e.g. {example}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, AttributeError) as err:
+    except Exception as err:
+        # Bytes that are not a checkpoint make the weights-only unpickler fail in any way
+        # (IndexError, TypeError, struct.error, MemoryError, ...); each means "unreadable".
         lines = [ln for ln in str(err).strip().splitlines() if "weights_only" not in ln]
         detail = lines[0][:300] if lines else type(err).__name__
         raise CheckpointError(
