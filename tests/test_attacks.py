@@ -21,7 +21,9 @@ from irad.attacks import (
     gradient_stats,
     paper_bpda_attack,
     strong_bpda_attack,
+    threat_model,
 )
+from irad.attacks.apgd import ActiveSetAPGD
 from irad.defenses import DefendedClassifier, Defense, Identity
 from irad.errors import ConfigError, InputError
 from irad.models.classifier import Classifier
@@ -307,6 +309,135 @@ def test_autoattack_standard_warns_on_a_random_model(classifier, batch):
     attack = build_attack("autoattack", surface, steps=1, n_queries=5, n_target_classes=1)
     with pytest.warns(RuntimeWarning, match="rand"):
         attack(x, y)
+
+
+# --------------------------------------------------------------------------------------------
+# APGD with an active set
+
+
+class PerImage(nn.Module):
+    """A deterministic model that treats each image of a batch on its own, bit for bit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = tiny_net(3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.net(xi[None]) for xi in x])
+
+
+@pytest.mark.parametrize(("loss", "steps", "restarts"), [("ce", 20, 1), ("dlr", 7, 2)])
+def test_active_set_apgd_is_torchattacks_apgd(loss, steps, restarts):
+    """Without pruning the same result as torchattacks.APGD, bit for bit; with it, the same
+    images fooled (the same unfooled results) for fewer forward-backward passes."""
+    import torchattacks
+
+    model = PerImage().eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(24, 3, 8, 8, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[::6] = (y[::6] + 1) % 10  # a few misclassified from the start
+    settings = dict(norm="Linf", eps=3 / 255, steps=steps, n_restarts=restarts, seed=5, loss=loss)
+    reference = torchattacks.APGD(model, **settings)(x, y)
+    plain = ActiveSetAPGD(model, prune=False, **settings)
+    pruned = ActiveSetAPGD(model, prune=True, **settings)
+    assert torch.equal(plain(x, y), reference)
+    x_pruned = pruned(x, y)
+    with torch.no_grad():
+        fooled = model(reference).argmax(1) != y
+        assert torch.equal(model(x_pruned).argmax(1) != y, fooled)
+    assert 4 < int(fooled.sum()) < len(y)  # the case is neither trivial nor hopeless
+    assert torch.equal(x_pruned[~fooled], reference[~fooled])
+    assert pruned.image_passes < plain.image_passes
+
+
+def _recording(monkeypatch, module, attribute: str) -> list[ActiveSetAPGD]:
+    """Record every ActiveSetAPGD that ``module.attribute`` builds."""
+    made: list[ActiveSetAPGD] = []
+
+    class Recording(ActiveSetAPGD):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(module, attribute, Recording)
+    return made
+
+
+def test_apgd_active_set_only_when_asked_and_deterministic(classifier, batch, monkeypatch):
+    from irad.attacks import torchattacks_wrappers
+
+    made = _recording(monkeypatch, torchattacks_wrappers.APGD, "ta_class")
+    x, y = batch
+
+    class Noisy(nn.Module):  # random, but does not say so
+        def forward(self, x: Tensor) -> Tensor:
+            return classifier(x) + 0.1 * torch.randn(x.shape[0], 10)
+
+    on = {"active_set": True}
+    cases = [
+        (classifier, {}, False, nullcontext()),
+        (classifier, on, True, nullcontext()),
+        (classifier, {**on, "eot_iter": 2}, False, pytest.warns(RuntimeWarning, match="off")),
+        (
+            attack_surface("adaptive", CountingNoise(), classifier),
+            on,
+            False,
+            pytest.warns(RuntimeWarning, match="off"),
+        ),
+        (Noisy(), on, False, pytest.warns(RuntimeWarning, match="off")),
+    ]
+    for model, params, expected, warns in cases:
+        made.clear()
+        with warns:
+            build_attack("apgd", model, steps=2, **params)(x, y)
+        assert [a.prune for a in made] == [expected]
+    # recorded only when on (earlier records and cache keys stay valid)
+    config = build_attack("apgd", classifier).config()
+    assert "active_set" not in config and config["implementation"].startswith("torchattacks.")
+    config = build_attack("apgd", classifier, active_set=True).config()
+    assert config["active_set"] is True and "ActiveSetAPGD" in config["implementation"]
+
+
+def test_white_box_threats_turn_the_active_set_on_for_deterministic_defenses():
+    deterministic, random = Quantize(), CountingNoise()
+    for threat in ("adaptive", "bpda", "bpda-eot"):
+        for attack in ("apgd", "autoattack"):
+            plan = threat_model(threat).adapt(attack, {}, deterministic, eot_samples=4)
+            assert plan.params == {"active_set": True} == plan.adapted
+        off = threat_model(threat).adapt(
+            "apgd", {"active_set": False}, deterministic, eot_samples=4
+        )
+        assert off.params == {"active_set": False} and off.adapted == {}
+        # a random defense: no active set (AutoAttack's rand version has none)
+        assert (
+            "active_set" not in threat_model(threat).adapt("apgd", {}, random, eot_samples=4).params
+        )
+        rand = threat_model(threat).adapt("autoattack", {}, random, eot_samples=4)
+        assert rand.params == {"version": "rand"}
+    assert threat_model("oblivious").adapt("apgd", {}, deterministic, eot_samples=4).params == {}
+    assert threat_model("adaptive").adapt("pgd", {}, deterministic, eot_samples=4).params == {}
+
+
+def test_autoattack_apgd_ce_active_set(classifier, batch, monkeypatch):
+    from irad.attacks import autoattack
+
+    made = _recording(monkeypatch, autoattack, "ActiveSetAPGD")
+    x, y = batch
+    build_attack("autoattack", classifier, **SMALL["autoattack"])(x, y)
+    assert [a.prune for a in made] == [False]
+    made.clear()
+    build_attack("autoattack", classifier, active_set=True, **SMALL["autoattack"])(x, y)
+    assert [a.prune for a in made] == [True]
+    made.clear()
+    surface = attack_surface("adaptive", CountingNoise(), classifier)
+    attack = build_attack(
+        "autoattack", surface, steps=1, n_queries=5, n_target_classes=1, active_set=True
+    )
+    with pytest.warns(RuntimeWarning, match="rand"), pytest.warns(RuntimeWarning, match="off"):
+        attack(x, y)
+    assert [a.prune for a in made] == [False]
 
 
 def test_parameter_free_model_works_and_prints_nothing(batch, capsys):

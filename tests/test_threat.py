@@ -89,7 +89,13 @@ def test_eot_is_driven_by_the_defense_stochastic_flag_not_by_names() -> None:
         ("adaptive", "autoattack", {}, Noise(), {"version": "rand"}, 1),
         ("bpda-eot", "autoattack", {}, Chain(Identity(), Noise()), {"version": "rand"}, 1),
         ("adaptive", "autoattack", {"version": "standard"}, Noise(), {"version": "standard"}, 10),
-        ("adaptive", "autoattack", {}, Identity(), {}, 1),
+        ("adaptive", "autoattack", {}, Identity(), {"active_set": True}, 1),
+        # a deterministic defense, white box: APGD leaves fooled images out (the same images
+        # fooled); not under the oblivious threat, not with EOT, not when told otherwise
+        ("bpda", "apgd", {}, Identity(), {"active_set": True}, 1),
+        ("oblivious", "apgd", {}, Identity(), {}, 1),
+        ("adaptive", "apgd", {"eot_iter": 2}, Identity(), {"eot_iter": 2}, 1),
+        ("adaptive", "apgd", {"active_set": False}, Identity(), {"active_set": False}, 1),
         ("oblivious", "autoattack", {}, Noise(), {}, 1),
         # an attack without its own EOT gets an EOT surface; one with its own does not
         ("adaptive", "pgd", {"steps": 3}, Noise(), {"steps": 3}, 10),

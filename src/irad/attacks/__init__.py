@@ -20,8 +20,10 @@ bim        torchattacks.BIM        steps=10, alpha=2                            
 pgd        torchattacks.PGD        steps=20, alpha=2, random_start=True (PGD-20)   if start
 rfgsm      torchattacks.RFGSM      steps=10, alpha=2                               yes
 tpgd       torchattacks.TPGD       steps=10, alpha=2 (labels unused)               yes
-apgd       torchattacks.APGD       steps=10, loss="ce", n_restarts=1, eot_iter=1,  yes
-                                   rho=0.75
+apgd       irad ActiveSetAPGD      steps=10, loss="ce", n_restarts=1, eot_iter=1,  yes
+           (torchattacks.APGD;     rho=0.75
+           fooled images leave
+           the batch)
 apgdt      torchattacks.APGDT      steps=10, n_restarts=1, eot_iter=1, rho=0.75,   yes
                                    n_target_classes=9
 eotpgd     torchattacks.EOTPGD     steps=10, alpha=2, eot_iter=2,                  if start
@@ -56,6 +58,7 @@ Example:
 from irad.attacks import admix as _admix  # noqa: F401  (registers)
 from irad.attacks import autoattack as _autoattack  # noqa: F401  (registers)
 from irad.attacks import torchattacks_wrappers as _torchattacks_wrappers  # noqa: F401
+from irad.attacks.apgd import ActiveSetAPGD
 from irad.attacks.base import Attack, AttackContext, project_linf, straight_through
 from irad.attacks.diagnostics import gradient_stats
 from irad.attacks.registry import (
@@ -91,6 +94,7 @@ __all__ = [
     "STRONG_BPDA_EOT_SAMPLES",
     "THREATS",
     "THREAT_MODELS",
+    "ActiveSetAPGD",
     "Attack",
     "AttackContext",
     "AttackPlan",

@@ -28,10 +28,11 @@ import torch
 import torchattacks
 from torch import Tensor, nn
 
-from irad.attacks.base import Attack, AttackContext, project_linf
+from irad.attacks.apgd import ActiveSetAPGD, warn_active_set_off
+from irad.attacks.base import Attack, AttackContext, is_deterministic, project_linf
 from irad.attacks.registry import register_attack
 from irad.attacks.torchattacks_wrappers import DEFAULT_TARGET_CLASSES, make_torchattack
-from irad.checks import check_choice, check_positive_int
+from irad.checks import check_bool, check_choice, check_positive_int
 from irad.errors import InputError
 
 __all__ = ["AutoAttack"]
@@ -49,6 +50,10 @@ class AutoAttack(Attack):
         n_queries: Square's query budget (reference: 5000).
         eot_iter: gradient samples per step in the ``rand`` version (reference: 20).
         n_target_classes: targets of APGD-T and FAB-T (reference: 9; capped at ``classes - 1``).
+        active_set: in the ``standard`` version, APGD-CE drops images once misclassified
+            (:class:`~irad.attacks.apgd.ActiveSetAPGD`: the same images fooled); only where the
+            attacked model judges the result and is deterministic. The white-box threat models
+            set it for deterministic defenses (:meth:`for_deterministic_model`).
 
     After each call, ``last_counts`` holds how many images were still classified correctly
     before the first component and after each one, e.g. ``{"clean": 93, "apgd-ce": 2, ...}``.
@@ -73,6 +78,7 @@ class AutoAttack(Attack):
         n_queries: int = 5000,
         eot_iter: int = 20,
         n_target_classes: int = DEFAULT_TARGET_CLASSES,
+        active_set: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__(model, eps, seed=seed)
@@ -81,6 +87,7 @@ class AutoAttack(Attack):
         self.n_queries = check_positive_int(n_queries, "n_queries")
         self.eot_iter = check_positive_int(eot_iter, "eot_iter")
         self.n_target_classes = check_positive_int(n_target_classes, "n_target_classes")
+        self.active_set = check_bool(active_set, "active_set")
         self.last_counts: dict[str, int] = {}
 
     @property
@@ -94,14 +101,23 @@ class AutoAttack(Attack):
         return {**params} if "version" in params else {**params, "version": "rand"}
 
     @classmethod
+    def for_deterministic_model(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameters when the attacked model is deterministic and judges the result (a
+        white-box threat): APGD-CE's active set in the standard version, unless given."""
+        if "active_set" in params or params.get("version", "standard") != "standard":
+            return {**params}
+        return {**params, "active_set": True}
+
+    @classmethod
     def averages_gradients(cls, params: Mapping[str, Any]) -> bool:
         """Whether these parameters average gradients over random draws (``rand``)."""
         return params.get("version", "standard") == "rand"
 
     @property
     def implementation(self) -> str:
+        apgd = "APGD (as ActiveSetAPGD)" if self.active_set else "APGD"
         return (
-            "irad AutoAttack over torchattacks APGD/APGDT/FAB/Square "
+            f"irad AutoAttack over torchattacks {apgd}/APGDT/FAB/Square "
             f"(torchattacks {torchattacks.__version__})"
         )
 
@@ -109,11 +125,15 @@ class AutoAttack(Attack):
         out: dict[str, Any] = {"version": self.version, "steps": self.steps}
         if self.version == "standard":
             out.update(n_queries=self.n_queries, n_target_classes=self.n_target_classes)
+            if self.active_set:  # recorded only when on, so that earlier results still match
+                out["active_set"] = True
         else:
             out.update(eot_iter=self.eot_iter)
         return out
 
-    def _components(self, ctx: AttackContext, device: torch.device) -> list[tuple[str, Any]]:
+    def _components(
+        self, ctx: AttackContext, device: torch.device, *, prune: bool
+    ) -> list[tuple[str, Any]]:
         if ctx.num_classes < 3:
             raise InputError(f"AutoAttack needs >= 3 classes (DLR loss), got {ctx.num_classes}")
         common = {"eps": self.eps, "norm": "Linf", "seed": ctx.seed, "verbose": False}
@@ -131,7 +151,9 @@ class AutoAttack(Attack):
         return [
             (
                 "apgd-ce",
-                make_torchattack(torchattacks.APGD, m, device, loss="ce", **steps, **common),
+                make_torchattack(
+                    ActiveSetAPGD, m, device, loss="ce", prune=prune, **steps, **common
+                ),
             ),
             (
                 "apgd-t",
@@ -167,28 +189,30 @@ class AutoAttack(Attack):
             ),
         ]
 
-    def _warn_if_random(self, x: Tensor, ctx: AttackContext) -> None:
-        # The reference AutoAttack checks for randomness the same way: two forward passes.
+    def _deterministic(self, x: Tensor, ctx: AttackContext) -> bool:
+        """Whether the model is deterministic (checked as the reference AutoAttack does, for
+        the standard version: it warns on a random model)."""
         if self.version != "standard":
-            return
-        with torch.no_grad():
-            random = getattr(self.model, "stochastic", False) or not torch.equal(
-                ctx.model(x), ctx.model(x)
-            )
-        if random:
+            return False
+        deterministic = is_deterministic(ctx.model, x)
+        if not deterministic:
             warnings.warn(
                 "the attacked model is random; use AutoAttack version='rand' (EOT) for it",
                 RuntimeWarning,
                 stacklevel=4,
             )
+        return deterministic
 
     def perturb(self, x: Tensor, y: Tensor, ctx: AttackContext) -> Tensor:
-        self._warn_if_random(x, ctx)
+        deterministic = self._deterministic(x, ctx)
+        prune = self.active_set and deterministic
+        if self.active_set and self.version == "standard" and not deterministic:
+            warn_active_set_off()
         with torch.no_grad():
             robust = ctx.model(x).argmax(1) == y
         x_adv = x.clone()
         counts = {"clean": int(robust.sum())}
-        for name, attack in self._components(ctx, x.device):
+        for name, attack in self._components(ctx, x.device, prune=prune):
             idx = robust.nonzero().flatten()
             if idx.numel() > 0:
                 adv = project_linf(attack(x[idx], y[idx]).detach(), x[idx], self.eps)

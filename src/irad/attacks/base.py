@@ -37,6 +37,7 @@ __all__ = [
     "LogitsChecked",
     "Param",
     "attack_mode",
+    "is_deterministic",
     "project_linf",
     "quiet_stdout",
     "straight_through",
@@ -117,6 +118,16 @@ class LogitsChecked(nn.Module):
         return check_logits(self.model(x), x.shape[0], self.num_classes)
 
 
+def is_deterministic(model: LogitsChecked, x: Tensor, probe: int = 8) -> bool:
+    """Whether the attacked model is deterministic: it does not declare itself random
+    (``stochastic``) and gives the same logits twice on the first ``probe`` images of ``x``
+    (the reference AutoAttack's check, on a few images: randomness shows on any)."""
+    if getattr(model.model, "stochastic", False):
+        return False
+    with torch.no_grad():
+        return torch.equal(model(x[:probe]), model(x[:probe]))
+
+
 # ---------------------------------------------------------------------------------------------
 # Parameters, declared once per attack
 
@@ -134,11 +145,15 @@ class Param:
         default: the value when the argument is not given.
         check: validates and normalises a given value.
         optional: ``None`` is accepted (and kept) besides the values ``check`` accepts.
+        recorded_at_default: :meth:`Attack.params` reports it also at its default. ``False``
+            for a parameter added later whose default keeps the earlier behaviour, so that
+            earlier records and cache keys stay valid.
     """
 
     default: Any
     check: Callable[[Any, str], Any]
     optional: bool = False
+    recorded_at_default: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,7 +289,11 @@ class Attack:
 
     def params(self) -> dict[str, Any]:
         """The attack's own settings, in user units (step sizes in /255), for :meth:`config`."""
-        return {key: getattr(self, key) for key in self.parameters}
+        return {
+            key: getattr(self, key)
+            for key, param in self.parameters.items()
+            if param.recorded_at_default or getattr(self, key) != param.default
+        }
 
     @property
     def stochastic(self) -> bool:

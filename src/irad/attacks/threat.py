@@ -268,7 +268,9 @@ class ThreatModel:
         """How the attack ``attack`` with ``params`` is run on ``defense`` under this threat.
 
         Against a random defense, a white-box threat asks the attack class for its settings
-        for random models (``for_random_model``: AutoAttack's ``rand`` version). An attack that
+        for random models (``for_random_model``: AutoAttack's ``rand`` version), against a
+        deterministic one for those of deterministic models (``for_deterministic_model``:
+        APGD's active set, which leaves fooled images out of later steps). An attack that
         averages gradients itself (``averages_gradients``; by default ``eot_iter > 1``) gets a
         surface without a second EOT layer.
 
@@ -282,8 +284,11 @@ class ThreatModel:
         requested = dict(params)
         run = dict(requested)
         factory = ATTACKS.get(attack) if attack in ATTACKS else None
-        if self.white_box and is_stochastic(defense):
-            adapt = getattr(factory, "for_random_model", None)
+        if self.white_box:
+            # A white-box attack's images are judged by the model it attacks (forward through
+            # the real defense): on a deterministic one, an attack may stop on fooled images.
+            hook = "for_random_model" if is_stochastic(defense) else "for_deterministic_model"
+            adapt = getattr(factory, hook, None)
             if callable(adapt):
                 run = dict(adapt(run))
         if _averages_gradients(attack, factory, run):

@@ -30,6 +30,7 @@ import torch
 import torchattacks
 from torch import Tensor, nn
 
+from irad.attacks.apgd import ActiveSetAPGD, active_set_allowed
 from irad.attacks.base import Attack, AttackContext, Param, quiet_stdout
 from irad.attacks.registry import register_attack
 from irad.checks import (
@@ -169,6 +170,8 @@ class TorchattacksAttack(Attack):
         """Keyword arguments of ``ta_class`` besides ``model`` and ``eps`` (fractions of 1)."""
         kwargs = dict(self.ta_fixed)
         for name, param in self.parameters.items():
+            if not isinstance(param, TorchattacksParam):
+                continue  # irad's own setting, not torchattacks'
             value = getattr(self, name)
             kwargs[param.key or name] = param.convert(value, ctx) if param.convert else value
         if self.ta_seed:
@@ -347,11 +350,20 @@ _APGD_PARAMETERS = _frozen(
 class APGD(TorchattacksAttack):
     """APGD (Croce & Hein 2020), untargeted, cross-entropy (``loss="ce"``) or DLR loss.
 
-    torchattacks' default of 10 steps is kept; AutoAttack runs it with 100.
+    torchattacks' default of 10 steps is kept; AutoAttack runs it with 100. Runs as
+    :class:`~irad.attacks.apgd.ActiveSetAPGD`: torchattacks' algorithm, bit for bit, unless
+    ``active_set=True``, where images leave the batch once misclassified (the same images
+    fooled, each fooled image's first fooling iterate kept). The white-box threat models turn
+    it on for deterministic defenses (:meth:`for_deterministic_model`); it stays off on a random
+    model and with ``eot_iter > 1``.
     """
 
-    ta_class = torchattacks.APGD
-    parameters = _frozen(**_APGD_PARAMETERS, loss=_choice("ce", "ce", "dlr"))
+    ta_class = ActiveSetAPGD
+    parameters = _frozen(
+        **_APGD_PARAMETERS,
+        loss=_choice("ce", "ce", "dlr"),
+        active_set=Param(False, check_bool, recorded_at_default=False),
+    )
     ta_fixed = _frozen(norm="Linf", verbose=False)
     ta_seed = True
 
@@ -359,10 +371,33 @@ class APGD(TorchattacksAttack):
     def stochastic(self) -> bool:
         return True  # random start in the ε-ball
 
+    @property
+    def implementation(self) -> str:
+        version = torchattacks.__version__
+        if not self.active_set:  # torchattacks' algorithm bit for bit: records stay as they were
+            return f"torchattacks.APGD (torchattacks {version})"
+        return f"irad ActiveSetAPGD over torchattacks.APGD (torchattacks {version})"
+
+    @classmethod
+    def for_deterministic_model(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Parameters when the attacked model is deterministic and is also the model that
+        judges the result (a white-box threat): the active set, unless ``active_set`` is given
+        or the gradient is an EOT average (``eot_iter > 1``, which it does not apply to)."""
+        if "active_set" in params or params.get("eot_iter", 1) != 1:
+            return {**params}
+        return {**params, "active_set": True}
+
     def ta_kwargs(self, ctx: AttackContext) -> dict[str, Any]:
         if self.loss == "dlr":
             _need_three_classes("apgd with loss='dlr'", ctx.num_classes)
         return super().ta_kwargs(ctx)
+
+    def perturb(self, x: Tensor, y: Tensor, ctx: AttackContext) -> Tensor:
+        prune = self.active_set and active_set_allowed(ctx, x, self.eot_iter)
+        attack = make_torchattack(
+            self.ta_class, ctx.model, x.device, eps=self.eps, prune=prune, **self.ta_kwargs(ctx)
+        )
+        return attack(x, y)
 
 
 @register_attack("apgdt")

@@ -273,7 +273,9 @@ def _eot_parts(record: Record) -> list[str]:
                 adapted.append(f"{name} with {changes} on {label}")
     out = [f"EOT over {k} samples per gradient on {', '.join(v)}" for k, v in eot.items()]
     if adapted:
-        out.append("for random defenses: " + "; ".join(adapted))
+        # e.g. AutoAttack's rand version on a random defense, APGD's active set on a
+        # deterministic one (see ThreatModel.adapt)
+        out.append("adapted by the threat model: " + "; ".join(adapted))
     return out
 
 
