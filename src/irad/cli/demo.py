@@ -14,8 +14,8 @@ EPILOG = """\
 Examples:
 
 \b
-  # the default: 200 CIFAR-10 test images, APGD-CE (20 steps); on 2 CPU cores about 1 minute
-  # with AVX-512/AMX, about 3 minutes with AVX2 only (--n 100 halves it)
+  # the default: 200 CIFAR-10 test images, APGD-CE (20 steps); about 1 minute on 2 CPU cores
+  # (AVX2); --n 100 halves it
   export IRAD_DATA=../shared/data/cifar10
   irad demo
 \b
