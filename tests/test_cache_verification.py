@@ -124,5 +124,8 @@ def test_the_cache_key_holds_the_attack_code(
     changed = dict(code, attacks_source="0" * 64)  # as if an attack's source had changed
     monkeypatch.setattr(run_module, "attack_code_fingerprint", lambda: changed)
     second = Counter()
-    other = _evaluate(cache, second).defenses["none"].attacks[ATTACK].cache_key
-    assert other != key and second.calls == first.calls == N // FAST["batch_size"]
+    again = _evaluate(cache, second).defenses["none"].attacks[ATTACK]
+    assert again.cache_key != key and second.calls == first.calls == N // FAST["batch_size"]
+    # ... but the seeds do not: an edit that keeps the attack's behaviour keeps its figures
+    before = _evaluate(tmp_path / "fresh", Counter()).defenses["none"].attacks[ATTACK]
+    assert again.seeds == before.seeds and again.seed_key == before.seed_key

@@ -204,9 +204,10 @@ def test_the_record_holds_the_seed_of_every_batch_and_rebuilds_the_images(tmp_pa
     record = json.loads((tmp_path / "run" / "result.json").read_text())
     randomness = record["randomness"]
     assert randomness["base_seed"] == 0 and randomness["batches"] == [[0, 8], [8, 16]]
-    assert "('attack', cache_key, start, stop)" in randomness["scheme"]
+    assert "('attack', seed_key, start, stop)" in randomness["scheme"]
     outcome = record["defenses"]["none"]["attacks"]["pgd:steps=3"]
-    key, seeds = outcome["cache_key"], outcome["seeds"]
+    key, seeds = outcome["seed_key"], outcome["seeds"]
+    assert key and key != outcome["cache_key"]
     assert seeds == [derive_seed(0, "attack", key, a, b) for a, b in randomness["batches"]]
     assert len(set(seeds)) == 2  # one per batch, not the base seed
 
@@ -215,7 +216,7 @@ def test_the_record_holds_the_seed_of_every_batch_and_rebuilds_the_images(tmp_pa
     start, stop = randomness["batches"][1]
     rebuilt = build_attack("pgd", clf, eps=8, steps=3)(x[start:stop], y[start:stop], seed=seeds[1])
     cached = AdversarialCache(cache, {})
-    cached.dir = next(cache.rglob(key))
+    cached.dir = next(cache.rglob(outcome["cache_key"]))
     assert torch.equal(cached.load(1, x[start:stop], y[start:stop], eps=8 / 255), rebuilt)
     assert result.defenses["none"].attacks["pgd:steps=3"].seeds == seeds
 

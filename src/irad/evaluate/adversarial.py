@@ -20,7 +20,7 @@ from irad.evaluate.backend import AttackBackend
 from irad.evaluate.cache import AdversarialCache, check_adversarial
 from irad.evaluate.images import EvalImages
 from irad.evaluate.seeds import derive_seed
-from irad.evaluate.specs import AttackSpec
+from irad.evaluate.specs import AttackSpec, digest
 from irad.utils.seed import seeded
 
 
@@ -44,6 +44,8 @@ class AdversarialSource:
 
     Attributes:
         cache: the :class:`AdversarialCache` of this attack and surface (``cache.key``).
+        seed_key: the cache key's inputs less the attack code and the device, digested: what
+            the seeds derive from.
         seeds: the attack seed of every batch (recorded with the results).
         attack_config: the attack's full config once built (else read from the cache).
     """
@@ -84,8 +86,11 @@ class AdversarialSource:
             "code": code,
         }
         self.cache = AdversarialCache(cache_dir, components)
+        # Seeds follow what is attacked, not the code that attacks or the device: an edit of
+        # irad/attacks/ that keeps an attack's behaviour (a new cache key) keeps its figures.
+        self.seed_key = digest({k: v for k, v in components.items() if k not in ("code", "device")})
         self.seeds = [
-            derive_seed(base_seed, "attack", self.cache.key, start, stop)
+            derive_seed(base_seed, "attack", self.seed_key, start, stop)
             for start, stop in images.ranges(batch_size)
         ]
         self._attack: Any = None
@@ -103,7 +108,7 @@ class AdversarialSource:
 
     def fooled(self, y: Tensor, start: int, stop: int, x_adv: Tensor) -> Tensor:
         """Which images of a batch fool the surface: one seeded forward pass, ``(B,)`` bool."""
-        seed = derive_seed(self.base_seed, "verify", self.cache.key, start, stop)
+        seed = derive_seed(self.base_seed, "verify", self.seed_key, start, stop)
         with seeded(seed, devices=[self.device]), torch.no_grad():
             return self.surface(x_adv).argmax(1) != y
 

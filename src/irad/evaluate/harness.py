@@ -335,6 +335,7 @@ def _outcome(
             cache_key=r.cache_key,
             attack_config=run.attack_config(r.cache_key),
             seeds=r.seeds,
+            seed_key=r.seed_key,
             per_image=encode_bits(r.correct),
             predicted=r.predicted.tolist(),
         )

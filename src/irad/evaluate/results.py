@@ -79,6 +79,7 @@ class AttackOutcome:
         seeds: the attack's seed for each batch of images (batch ``i`` covers the images of
             ``randomness["batches"][i]``); ``build_attack(...)(x, y, seed=seeds[i])`` rebuilds
             them.
+        seed_key: what the seeds derive from (see :data:`irad.evaluate.seeds.SEED_SCHEME`).
         per_image: correctness per draw, one '0'/'1' string per draw.
         predicted: the label the defended classifier predicts, per draw and image.
     """
@@ -90,6 +91,7 @@ class AttackOutcome:
     cache_key: str = ""
     attack_config: dict[str, Any] | None = None
     seeds: list[int] = field(default_factory=list)
+    seed_key: str = ""
     per_image: list[str] = field(default_factory=list)
     predicted: list[list[int]] = field(default_factory=list)
 
@@ -102,6 +104,7 @@ class AttackOutcome:
             "cache_key": self.cache_key,
             "attack_config": self.attack_config,
             "seeds": self.seeds,
+            "seed_key": self.seed_key,
             "per_image": self.per_image,
             "predicted": self.predicted,
         }
@@ -116,6 +119,7 @@ class AttackOutcome:
             cache_key=data.get("cache_key", ""),
             attack_config=data.get("attack_config"),
             seeds=[int(s) for s in data.get("seeds", [])],
+            seed_key=data.get("seed_key", ""),
             per_image=list(data.get("per_image", [])),
             predicted=[list(map(int, row)) for row in data.get("predicted", [])],
         )

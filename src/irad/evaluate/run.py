@@ -104,6 +104,7 @@ class AttackRun:
     eot_samples: int = 1
     adapted: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=list)
+    seed_key: str = ""
 
 
 #: A supplier of the inputs of one batch: ``(index, start, stop, x, y) -> images``.
@@ -339,7 +340,12 @@ class EvaluationRun:
             result = self.task(spec.label, source.key, images, entries, source, spec.label)
             return {
                 label: AttackRun(
-                    scores.correct, scores.predicted, source.key, spec, seeds=source.seeds
+                    scores.correct,
+                    scores.predicted,
+                    source.key,
+                    spec,
+                    seeds=source.seeds,
+                    seed_key=source.seed_key,
                 )
                 for label, scores in result.items()
             }
@@ -365,6 +371,13 @@ class EvaluationRun:
             result = self.task(spec.label, source.key, images, [entry], source, desc)
             scores = result[entry.label]
             out[entry.label] = AttackRun(
-                scores.correct, scores.predicted, source.key, run_spec, eot, adapted, source.seeds
+                scores.correct,
+                scores.predicted,
+                source.key,
+                run_spec,
+                eot,
+                adapted,
+                source.seeds,
+                source.seed_key,
             )
         return out

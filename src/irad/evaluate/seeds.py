@@ -14,12 +14,14 @@ from irad.evaluate.specs import digest
 SEED_SCHEME = (
     "seed(parts) = int(sha256(json([base_seed, *parts]))[:16], 16) mod 2**63, json = "
     "key-sorted compact JSON. Images [start, stop) of the evaluation set form one batch "
-    "(randomness.batches). The attack on a batch uses parts ('attack', cache_key, start, stop) "
+    "(randomness.batches). The attack on a batch uses parts ('attack', seed_key, start, stop) "
     "(recorded per batch as attacks[...].seeds; the attack runs as attack(x, y, seed=s) with "
-    "torch's global RNG seeded with s); the cache's verification pass uses ('verify', cache_key, "
-    "start, stop); scoring uses ('score', task_key, start, stop, draw), so a random defense is "
-    "scored with randomness the attack never saw; gradient statistics use ('gradients', "
-    "defense fingerprint)"
+    "torch's global RNG seeded with s); seed_key (attacks[...].seed_key) digests what the "
+    "adversarial cache key digests except the attack code's fingerprint and the device, so an "
+    "edit of the attack code that keeps its behaviour keeps the seeds; the cache's verification "
+    "pass uses ('verify', seed_key, start, stop); scoring uses ('score', task_key, start, stop, "
+    "draw), so a random defense is scored with randomness the attack never saw; gradient "
+    "statistics use ('gradients', defense fingerprint)"
 )
 
 
