@@ -6,8 +6,9 @@ test images, with the same seed, in one process, alternated::
     IRAD_DATA=../shared/data/cifar10 python benchmarks/active_set_apgd.py --eps 1  # some survive
 
 Prints, per setting and round: wall time, forward-backward passes per image, robust accuracy,
-and whether the images fooled are the same (they must be, for a deterministic model) and how
-many fooled images' perturbations differ (the active set keeps the first fooling iterate).
+and whether the images fooled are the same (they must be, for a deterministic model, up to
+rounding differences between batch sizes) and how many fooled images' perturbations differ (the
+active set keeps the first fooling iterate).
 """
 
 from __future__ import annotations
@@ -74,11 +75,10 @@ def main() -> None:
     with torch.no_grad():
         fooled = {p: model(results[p]).argmax(1) != y for p in results}
     same = torch.equal(fooled[False], fooled[True])
-    unfooled_equal = torch.equal(results[False][~fooled[False]], results[True][~fooled[False]])
     differ = int((results[False] != results[True]).flatten(1).any(1)[fooled[False]].sum())
     print(
-        f"same images fooled: {same} ({int(fooled[False].sum())} of {args.n}); unfooled results "
-        f"identical: {unfooled_equal}; fooled images with another (earlier) iterate: {differ}"
+        f"same images fooled: {same} ({int(fooled[False].sum())} of {args.n}); "
+        f"fooled images with another (earlier) iterate: {differ}"
     )
 
 

@@ -348,8 +348,17 @@ def test_active_set_apgd_is_torchattacks_apgd(loss, steps, restarts):
         fooled = model(reference).argmax(1) != y
         assert torch.equal(model(x_pruned).argmax(1) != y, fooled)
     assert 4 < int(fooled.sum()) < len(y)  # the case is neither trivial nor hopeless
-    assert torch.equal(x_pruned[~fooled], reference[~fooled])
     assert pruned.image_passes < plain.image_passes
+
+    # perturb returns the clean image for an unfooled one; the run itself must also agree:
+    # for every image never fooled, the same best iterate and best loss.
+    torch.manual_seed(11)
+    ref_best, ref_acc, ref_loss, _ = torchattacks.APGD(model, **settings).attack_single_run(x, y)
+    torch.manual_seed(11)
+    best, acc, loss, _ = ActiveSetAPGD(model, prune=True, **settings).attack_single_run(x, y)
+    assert torch.equal(acc, ref_acc) and bool(ref_acc.any())
+    assert torch.equal(best[ref_acc], ref_best[ref_acc])
+    assert torch.equal(loss[ref_acc], ref_loss[ref_acc])
 
 
 def _recording(monkeypatch, module, attribute: str) -> list[ActiveSetAPGD]:
@@ -438,6 +447,10 @@ def test_autoattack_apgd_ce_active_set(classifier, batch, monkeypatch):
     with pytest.warns(RuntimeWarning, match="rand"), pytest.warns(RuntimeWarning, match="off"):
         attack(x, y)
     assert [a.prune for a in made] == [False]
+    rand = build_attack("autoattack", classifier, version="rand", steps=1, active_set=True)
+    assert "ActiveSetAPGD" not in rand.config()["implementation"]
+    with pytest.warns(RuntimeWarning, match="rand version"):
+        rand(x, y)
 
 
 def test_parameter_free_model_works_and_prints_nothing(batch, capsys):

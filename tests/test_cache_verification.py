@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from irad.defenses import Identity
+from irad.defenses import Defense, Identity
 from irad.evaluate import AttackBackend, evaluate_defenses
 from irad.evaluate import run as run_module
 from irad.evaluate.cache import AdversarialCache, StaleCacheWarning, attack_code_fingerprint
@@ -53,11 +53,27 @@ class Counter:
         return self.real.replace(build_attack=build)
 
 
-def _evaluate(cache: Path, counter: Counter | None = None) -> Any:
+class Noise(Defense):
+    """A random defense (its scores depend on the scoring seeds)."""
+
+    stochastic = True
+
+    def purify(self, x: Tensor) -> Tensor:
+        return (x + 0.3 * torch.randn_like(x)).clamp(0, 1)
+
+
+def _evaluate(cache: Path, counter: Counter | None = None, defenses: Any = None) -> Any:
     clf, data = make_task()
     kw = {"backend": counter.backend()} if counter is not None else {}
     return evaluate_defenses(
-        {"none": Identity()}, clf, data, [ATTACK], "oblivious", cache_dir=cache, **FAST, **kw
+        defenses or {"none": Identity()},
+        clf,
+        data,
+        [ATTACK],
+        "oblivious",
+        cache_dir=cache,
+        **FAST,
+        **kw,
     )
 
 
@@ -120,12 +136,38 @@ def test_the_cache_key_holds_the_attack_code(
 
     cache = tmp_path / "cache"
     first = Counter()
-    key = _evaluate(cache, first).defenses["none"].attacks[ATTACK].cache_key
+    defenses = {"none": Identity(), "noise": Noise()}
+    before = _evaluate(cache, first, defenses)
     changed = dict(code, attacks_source="0" * 64)  # as if an attack's source had changed
     monkeypatch.setattr(run_module, "attack_code_fingerprint", lambda: changed)
     second = Counter()
-    again = _evaluate(cache, second).defenses["none"].attacks[ATTACK]
-    assert again.cache_key != key and second.calls == first.calls == N // FAST["batch_size"]
-    # ... but the seeds do not: an edit that keeps the attack's behaviour keeps its figures
-    before = _evaluate(tmp_path / "fresh", Counter()).defenses["none"].attacks[ATTACK]
-    assert again.seeds == before.seeds and again.seed_key == before.seed_key
+    after = _evaluate(cache, second, defenses)
+    old, new = before.defenses["none"].attacks[ATTACK], after.defenses["none"].attacks[ATTACK]
+    assert new.cache_key != old.cache_key
+    assert second.calls == first.calls == N // FAST["batch_size"]
+    # ... but not the seeds: an edit that keeps an attack's behaviour keeps its figures, also
+    # a random defense's (its draws are seeded without the code fingerprint too)
+    assert new.seeds == old.seeds and new.seed_key == old.seed_key
+    for label in defenses:
+        b, a = before.defenses[label], after.defenses[label]
+        assert a.clean_per_image == b.clean_per_image
+        assert a.attacks[ATTACK].per_image == b.attacks[ATTACK].per_image
+
+
+def test_the_active_set_changes_how_not_what(tmp_path: Path) -> None:
+    """APGD with and without the active set (which the adaptive threat turns on for a
+    deterministic defense) gets the same seeds, so the runs compare image by image: the same
+    images fooled, under a different cache key."""
+    clf, data = make_task()
+    runs = {}
+    for spec in ("apgd:steps=5,eps=10", "apgd:steps=5,eps=10,active_set=false"):
+        result = evaluate_defenses(
+            {"none": Identity()}, clf, data, [spec], "adaptive", cache_dir=tmp_path, **FAST
+        )
+        (runs[spec],) = result.defenses["none"].attacks.values()
+    on, off = runs.values()
+    assert on.adapted == {"active_set": True} and off.adapted == {}
+    assert on.cache_key != off.cache_key
+    assert on.seeds == off.seeds and on.seed_key == off.seed_key
+    assert on.per_image == off.per_image
+    assert 0 < on.ra.correct < on.ra.total  # some images survive, some do not

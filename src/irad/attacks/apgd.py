@@ -7,10 +7,12 @@ on the other images of the batch, that work is wasted: every quantity APGD keeps
 history) and the checkpoint schedule it shares is fixed in advance, so an image's trajectory
 depends on that image alone, and an image misclassified once is a success whatever comes after.
 :class:`ActiveSetAPGD` therefore drops each image from the forward and backward passes once it
-is misclassified. The images fooled, and each unfooled image's result, are those of
-torchattacks' APGD (tested to be identical); what differs is which fooling iterate is kept for a
-fooled image (the first, where torchattacks keeps the last). Against a strong defense most
-images fall within the first steps, so a 20-step adaptive APGD costs a fraction of its passes.
+is misclassified. The images fooled, and each never-fooled image's whole run, are those of
+torchattacks' APGD (tested bit for bit on a model that treats images one by one; on real
+networks up to the rounding differences kernels may have between batch sizes); what differs is
+which fooling iterate is kept for a fooled image (the first, where torchattacks keeps the
+last). Against a strong defense most images fall within the first steps, so a 20-step adaptive
+APGD costs a fraction of its passes.
 
 It is a setting (``apgd:active_set=true``; off by default), because it is right only where the
 model attacked is the model that judges the result: the white-box threat models turn it on for
@@ -35,13 +37,13 @@ from irad.attacks.base import AttackContext, is_deterministic
 __all__ = ["ActiveSetAPGD", "active_set_allowed", "warn_active_set_off"]
 
 
-def warn_active_set_off() -> None:
-    """Say that an active set that was asked for is not used on this call."""
+def warn_active_set_off(reason: str, stacklevel: int) -> None:
+    """Say that an active set that was asked for is not used on this call (the record still
+    shows ``active_set=True``: what was asked for)."""
     warnings.warn(
-        "active_set=True is switched off: it needs a deterministic model and eot_iter=1 "
-        "(a random model's 'misclassified once' is not a success)",
+        f"active_set=True is switched off on this call: {reason}",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=stacklevel + 1,
     )
 
 
@@ -51,7 +53,12 @@ def active_set_allowed(ctx: AttackContext, x: Tensor, eot_iter: int = 1) -> bool
     runs without."""
     if eot_iter == 1 and is_deterministic(ctx.model, x):
         return True
-    warn_active_set_off()
+    # stacklevel: Attack.__call__'s caller (perturb, __call__, here)
+    warn_active_set_off(
+        "it needs a deterministic model and eot_iter=1 (against a random model "
+        "'misclassified once' is not a success)",
+        stacklevel=4,
+    )
     return False
 
 
@@ -123,7 +130,6 @@ class ActiveSetAPGD(torchattacks.APGD):
         logits, loss_best, grad = self._gradient(x_adv, y, criterion)
         grad_best = grad.clone()
         acc = logits.max(1)[1] == y
-        loss_best = loss_best.clone()
         step_size = 2.0 * eps * torch.ones([n, 1, 1, 1], device=device)
         x_adv_old = x_adv.clone()
         k = steps_2

@@ -68,6 +68,8 @@ class AutoAttack(Attack):
         torch.Size([2, 3, 8, 8])
     """
 
+    execution_settings = frozenset({"active_set"})
+
     def __init__(
         self,
         model: nn.Module,
@@ -115,7 +117,8 @@ class AutoAttack(Attack):
 
     @property
     def implementation(self) -> str:
-        apgd = "APGD (as ActiveSetAPGD)" if self.active_set else "APGD"
+        active = self.active_set and self.version == "standard"
+        apgd = "APGD (as ActiveSetAPGD)" if active else "APGD"
         return (
             f"irad AutoAttack over torchattacks {apgd}/APGDT/FAB/Square "
             f"(torchattacks {torchattacks.__version__})"
@@ -206,8 +209,12 @@ class AutoAttack(Attack):
     def perturb(self, x: Tensor, y: Tensor, ctx: AttackContext) -> Tensor:
         deterministic = self._deterministic(x, ctx)
         prune = self.active_set and deterministic
-        if self.active_set and self.version == "standard" and not deterministic:
-            warn_active_set_off()
+        if self.active_set and not prune:
+            warn_active_set_off(
+                "AutoAttack's active set is for the standard version on a deterministic model"
+                + (" (this is the rand version)" if self.version == "rand" else ""),
+                stacklevel=3,
+            )
         with torch.no_grad():
             robust = ctx.model(x).argmax(1) == y
         x_adv = x.clone()

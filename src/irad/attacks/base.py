@@ -235,6 +235,10 @@ class Attack:
     #: arguments (its signature is built from them), checks and stores them, and
     #: :meth:`params` reports them, in this order.
     parameters: ClassVar[Mapping[str, Param]] = {}
+    #: Settings that change how the attack computes, not which images it fools (APGD's
+    #: ``active_set``): evaluations leave them out of the attack's seeds, so that a run with
+    #: and without them can be compared image by image.
+    execution_settings: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, model: nn.Module, eps: float = 8.0, *, seed: int = 0, **params: Any) -> None:
         if not isinstance(model, nn.Module):

@@ -26,9 +26,11 @@ threat                 white    EOT      surface returned by :meth:`ThreatModel.
 EOT is driven by the defense's ``stochastic`` flag alone (a chain of defenses is random if any
 part is), so a new random defense needs no change here. :meth:`ThreatModel.adapt` adapts an
 attack to a defense: against a random defense a white-box threat asks the attack class for its
-random-model settings (AutoAttack switches ``standard`` to ``rand``, EOT 20), and an attack that
-averages gradients itself (AutoAttack ``rand``, ``eotpgd``, ``eot_iter > 1``) gets a surface
-without a second EOT layer.
+random-model settings (AutoAttack switches ``standard`` to ``rand``, EOT 20), against a
+deterministic one for its deterministic-model settings (APGD's active set, which leaves fooled
+images out of later steps: the white-box attack is judged by the model it attacks), and an
+attack that averages gradients itself (AutoAttack ``rand``, ``eotpgd``, ``eot_iter > 1``) gets
+a surface without a second EOT layer.
 
 The paper's BPDA attack is PGD with 10 steps of 1/255 and no random start
 (:data:`PAPER_BPDA`, :func:`paper_bpda_attack`); the CPU protocol adds a strong variant with 100

@@ -158,7 +158,7 @@ class TorchattacksAttack(Attack):
     """
 
     ta_class: ClassVar[type[torchattacks.attack.Attack]]
-    parameters: ClassVar[Mapping[str, TorchattacksParam]] = _frozen()
+    parameters: ClassVar[Mapping[str, Param]] = _frozen()
     ta_fixed: ClassVar[Mapping[str, Any]] = _frozen()
     ta_seed: ClassVar[bool] = False
 
@@ -359,6 +359,7 @@ class APGD(TorchattacksAttack):
     """
 
     ta_class = ActiveSetAPGD
+    execution_settings = frozenset({"active_set"})
     parameters = _frozen(
         **_APGD_PARAMETERS,
         loss=_choice("ce", "ce", "dlr"),

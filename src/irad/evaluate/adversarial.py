@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from irad.attacks import ATTACKS
 from irad.errors import InputError
 from irad.evaluate.backend import AttackBackend
 from irad.evaluate.cache import AdversarialCache, check_adversarial
@@ -44,8 +45,8 @@ class AdversarialSource:
 
     Attributes:
         cache: the :class:`AdversarialCache` of this attack and surface (``cache.key``).
-        seed_key: the cache key's inputs less the attack code and the device, digested: what
-            the seeds derive from.
+        seed_key: the cache key's inputs less the attack code, the device and the attack's
+            ``execution_settings``, digested: what the seeds derive from.
         seeds: the attack seed of every batch (recorded with the results).
         attack_config: the attack's full config once built (else read from the cache).
     """
@@ -86,9 +87,15 @@ class AdversarialSource:
             "code": code,
         }
         self.cache = AdversarialCache(cache_dir, components)
-        # Seeds follow what is attacked, not the code that attacks or the device: an edit of
-        # irad/attacks/ that keeps an attack's behaviour (a new cache key) keeps its figures.
-        self.seed_key = digest({k: v for k, v in components.items() if k not in ("code", "device")})
+        # Seeds follow what is attacked, not the code that attacks, the device or settings that
+        # change only how the attack computes: an edit of irad/attacks/ that keeps an attack's
+        # behaviour (a new cache key) keeps its figures.
+        factory = ATTACKS.get(spec.name) if spec.name in ATTACKS else None
+        how = getattr(factory, "execution_settings", frozenset())
+        what = {k: v for k, v in components.items() if k not in ("code", "device")}
+        params = {k: v for k, v in spec.params.items() if k not in how}
+        what["attack"] = {**what["attack"], "params": params}
+        self.seed_key = digest(what)
         self.seeds = [
             derive_seed(base_seed, "attack", self.seed_key, start, stop)
             for start, stop in images.ranges(batch_size)

@@ -202,8 +202,12 @@ class EvaluationRun:
         entries: Sequence[DefenseEntry],
         make_inputs: Supply | None,
         desc: str,
+        seed_key: str,
     ) -> dict[str, Scores]:
         """Score ``entries`` on every batch; ``make_inputs`` gives the (adversarial) inputs.
+
+        ``key`` keys the finished batches (it changes with the code); ``seed_key``, the same
+        inputs less the code and the device, seeds a random defense's draws.
 
         Returns per-defense scores ``(draws, N)``. This process computes its own batches
         (:attr:`shards`); finished batches are read back from the partial store instead of
@@ -211,6 +215,7 @@ class EvaluationRun:
         """
         bs = self.config.batch_size
         keys = {e.label: digest({"task": key, "defense": e.identity()}) for e in entries}
+        task_keys = {e.label: digest({"task": seed_key, "defense": e.identity()}) for e in entries}
         ranges = images.ranges(bs)
         owned = self.shards.indices(len(ranges))
         mine: dict[int, dict[str, Scores]] = {}
@@ -236,7 +241,7 @@ class EvaluationRun:
                 x, y = x.to(self.device), y.to(self.device)
                 inputs = x if make_inputs is None else make_inputs(index, start, stop, x, y)
                 for e in todo:
-                    scores = self.score(e, inputs, y, keys[e.label], start, stop)
+                    scores = self.score(e, inputs, y, task_keys[e.label], start, stop)
                     if self.store is not None:
                         self.store.save(
                             f"{e.label}-{label}",
@@ -259,19 +264,18 @@ class EvaluationRun:
 
     def clean(self) -> dict[str, Scores]:
         """SA: per-defense scores on the clean images."""
-        key = digest(
-            {
-                "task": "clean",
-                "classifier": self.classifier_fp,
-                "data": self.images.fingerprint,
-                "n": self.images.n,
-                "seed": self.config.seed,
-                "batch_size": self.config.batch_size,
-                "device": self.device.type,
-                "code": self.code,
-            }
+        what = {
+            "task": "clean",
+            "classifier": self.classifier_fp,
+            "data": self.images.fingerprint,
+            "n": self.images.n,
+            "seed": self.config.seed,
+            "batch_size": self.config.batch_size,
+        }
+        key = digest({**what, "device": self.device.type, "code": self.code})
+        return self.task(
+            "clean", key, self.images, self.entries, None, "clean", seed_key=digest(what)
         )
-        return self.task("clean", key, self.images, self.entries, None, "clean")
 
     # -- attacks ----------------------------------------------------------------------------
     def adversarial(
@@ -337,7 +341,9 @@ class EvaluationRun:
             surface = self.threat.surface(entries[0].module, self.classifier)
             ident = {"threat": self.threat.name, "classifier": self.classifier_fp}
             source = self.adversarial(spec, surface, ident, images)
-            result = self.task(spec.label, source.key, images, entries, source, spec.label)
+            result = self.task(
+                spec.label, source.key, images, entries, source, spec.label, source.seed_key
+            )
             return {
                 label: AttackRun(
                     scores.correct,
@@ -368,7 +374,9 @@ class EvaluationRun:
                 surface, ident = self.surface_for(entry, eot)
             source = self.adversarial(run_spec, surface, ident, images)
             desc = f"{spec.label} | {entry.label}"
-            result = self.task(spec.label, source.key, images, [entry], source, desc)
+            result = self.task(
+                spec.label, source.key, images, [entry], source, desc, source.seed_key
+            )
             scores = result[entry.label]
             out[entry.label] = AttackRun(
                 scores.correct,

@@ -20,7 +20,9 @@ SEED_SCHEME = (
     "adversarial cache key digests except the attack code's fingerprint and the device, so an "
     "edit of the attack code that keeps its behaviour keeps the seeds; the cache's verification "
     "pass uses ('verify', seed_key, start, stop); scoring uses ('score', task_key, start, stop, "
-    "draw), so a random defense is scored with randomness the attack never saw; gradient "
+    "draw), task_key = digest({task: seed_key, or the clean images' key likewise without code "
+    "and device, defense: its identity}), so a random defense is scored with randomness the "
+    "attack never saw; gradient "
     "statistics use ('gradients', defense fingerprint)"
 )
 
